@@ -1,0 +1,54 @@
+"""Errors raised by hwnas.
+
+Every message states the rule that was broken and the offending value, so that the CLI can print it
+as one line (exit code 2) and a notebook user sees the same sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class HwnasError(Exception):
+    """Base class of every error hwnas raises on bad input or an unusable environment."""
+
+
+class ConfigError(HwnasError, ValueError):
+    """An argument or setting has a value outside its allowed range."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name was looked up in a registry that does not hold it."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class ArchitectureError(ConfigError):
+    """An architecture does not fit its search space."""
+
+
+class TableError(HwnasError):
+    """A lookup table is missing, corrupt, or does not cover what it is asked for."""
+
+
+class DeviceError(HwnasError):
+    """A device backend is unknown or unavailable on this machine."""
+
+
+class DataError(HwnasError):
+    """A dataset is missing or malformed."""
+
+
+class CheckpointError(HwnasError):
+    """A checkpoint or run directory cannot be used."""
+
+
+def require(condition: bool, message: str, error: type[HwnasError] = ConfigError) -> None:
+    """Raise ``error(message)`` unless ``condition`` holds."""
+    if not condition:
+        raise error(message)

@@ -1,0 +1,1 @@
+"""Search spaces, candidate ops, the SuperNet module, reference architectures, data and training."""

@@ -1,0 +1,1 @@
+"""Measurement of blocks and whole networks: MACs/params counting, table building, validation."""

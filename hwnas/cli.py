@@ -106,6 +106,20 @@ def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) 
     click.echo(render(rows, fmt, extra=extra, footer=[total]))
 
 
+#: modules of hwnas.commands whose `register(cli)` adds their commands to the group
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"hwnas.commands.{name}").register(cli)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(prog_name="hwnas")
 

@@ -1,0 +1,303 @@
+"""The lookup table: per-block latency, MACs and params for one (device, space, input profile).
+
+On disk it is JSON Lines: a header line (``"type": "header"``: schema version, tool version, device
+fingerprint, space description, measurement protocol, calibration) and then one ``"type": "block"`` line
+per block key. Records are appended one by one with flush + fsync, so a killed profiling run loses at
+most the line it was writing, and that truncated line is dropped with a warning on load.
+``pandas.read_json(path, lines=True)`` reads the file; nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwnas import __version__
+from hwnas.errors import HwnasError, TableError
+from hwnas.supernet.space import Architecture, BlockSpec, SearchSpace, as_architecture
+
+SCHEMA_VERSION = 1
+KIND = "hwnas-lookup-table"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measured block."""
+
+    block: BlockSpec
+    latency_ms: float
+    iqr_ms: float
+    rounds: int
+    calls_per_block: int
+    macs: int
+    params: int
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.block.key
+
+    @property
+    def rel_iqr(self) -> float:
+        return self.iqr_ms / self.latency_ms if self.latency_ms > 0 else math.inf
+
+    def to_json(self) -> dict:
+        b = self.block.to_dict()
+        return {"type": "block", "key": self.key, "op": b["op"], "op_params": b["params"], "cin": b["cin"],
+                "cout": b["cout"], "stride": b["stride"], "height": b["height"], "width": b["width"],
+                "batch": b["batch"], "dtype": b["dtype"], "latency_ms": self.latency_ms, "iqr_ms": self.iqr_ms,
+                "rel_iqr": round(self.rel_iqr, 6), "rounds": self.rounds, "calls_per_block": self.calls_per_block,
+                "macs": self.macs, "params": self.params, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        block = BlockSpec.from_dict({"op": data["op"], "params": data["op_params"], **{
+            k: data[k] for k in ("cin", "cout", "stride", "height", "width", "batch", "dtype")}})
+        if block.key != data["key"]:
+            raise TableError(f"a record's key must match its block, but got key {data['key']!r} for {block.key!r}")
+        known = {"type", "key", "op", "op_params", "cin", "cout", "stride", "height", "width", "batch", "dtype",
+                 "latency_ms", "iqr_ms", "rel_iqr", "rounds", "calls_per_block", "macs", "params"}
+        return cls(block, float(data["latency_ms"]), float(data["iqr_ms"]), int(data["rounds"]),
+                   int(data["calls_per_block"]), int(data["macs"]), int(data["params"]),
+                   {k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whole-network latency = scale * (sum of block latencies) + offset_ms, fitted by `hwnas validate`."""
+
+    scale: float
+    offset_ms: float
+    fitted_on: int = 0
+
+    def apply(self, raw_ms):
+        return self.scale * raw_ms + self.offset_ms
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "offset_ms": self.offset_ms, "fitted_on": self.fitted_on}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    latency_ms: float
+    raw_latency_ms: float
+    macs: int
+    params: int
+
+
+def make_header(*, device: dict, space: SearchSpace, protocol: dict, batch: int, dtype: str) -> dict:
+    return {"type": "header", "kind": KIND, "schema": SCHEMA_VERSION, "hwnas": __version__,
+            "device": device, "space": space.describe(), "protocol": protocol, "batch": batch, "dtype": dtype,
+            "calibration": None}
+
+
+class LookupTable:
+    """Header + records by block key; predicts whole-architecture latency, MACs and params."""
+
+    def __init__(self, header: dict, records: Iterable[Record] = (), path: Path | None = None):
+        self.header = header
+        self.records: dict[str, Record] = {r.key: r for r in records}
+        self.path = path
+        self._space: SearchSpace | None = None
+        self._matrix: tuple[float, list[np.ndarray]] | None = None
+
+    # ----- identity -------------------------------------------------------------------------------------
+    @property
+    def space(self) -> SearchSpace:
+        """The space this table was built for."""
+        if self._space is None:
+            from hwnas.supernet.spaces import space_from_description
+
+            try:
+                self._space = space_from_description(self.header["space"])
+            except HwnasError as exc:
+                raise TableError(f"table {self._name()} describes a space hwnas cannot build: {exc}") from None
+        return self._space
+
+    @property
+    def device_name(self) -> str:
+        return self.header["device"].get("name", "?")
+
+    @property
+    def calibration(self) -> Calibration | None:
+        c = self.header.get("calibration")
+        return Calibration(c["scale"], c["offset_ms"], c.get("fitted_on", 0)) if c else None
+
+    def set_calibration(self, calibration: Calibration | None) -> None:
+        self.header["calibration"] = calibration.to_dict() if calibration else None
+        self._matrix = None
+
+    def _name(self) -> str:
+        return str(self.path) if self.path else "(in memory)"
+
+    # ----- coverage -------------------------------------------------------------------------------------
+    def missing(self, blocks: Iterable[BlockSpec]) -> list[str]:
+        return list(dict.fromkeys(b.key for b in blocks if b.key not in self.records))
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Refuse a table built for another space or input profile, or one that lacks blocks of ``space``."""
+        mine = self.header["space"]
+        if mine.get("space") != space.name:
+            raise TableError(f"table {self._name()} was built for space {mine.get('space')!r}, "
+                             f"but space {space.name!r} was asked for")
+        if mine.get("input", {}).get("name") != space.profile.name:
+            raise TableError(f"table {self._name()} was built for input {mine.get('input', {}).get('name')!r}, "
+                             f"but input {space.profile.name!r} was asked for")
+        self.check_covers(space.all_blocks(self.header["batch"], self.header["dtype"]))
+
+    def check_covers(self, blocks: Iterable[BlockSpec]) -> None:
+        missing = self.missing(blocks)
+        if missing:
+            shown = "; ".join(missing[:3]) + (f"; and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise TableError(f"table {self._name()} must hold every block asked for, but lacks {len(missing)}: "
+                             f"{shown}")
+
+    # ----- prediction -----------------------------------------------------------------------------------
+    def _blocks(self, arch: Architecture | str | Sequence[str]) -> list[BlockSpec]:
+        return [b for _, b in self.space.blocks(as_architecture(arch), self.header["batch"], self.header["dtype"])]
+
+    def predict(self, arch: Architecture | str | Sequence[str]) -> Prediction:
+        """Latency (calibrated when a calibration is stored), MACs and params of a whole architecture."""
+        blocks = self._blocks(arch)
+        self.check_covers(blocks)
+        recs = [self.records[b.key] for b in blocks]
+        raw = sum(r.latency_ms for r in recs)
+        cal = self.calibration
+        return Prediction(cal.apply(raw) if cal else raw, raw, sum(r.macs for r in recs),
+                          sum(r.params for r in recs))
+
+    def latency_matrix(self) -> tuple[float, list[np.ndarray]]:
+        """(fixed ms of stem + head, per-layer arrays of op latencies in op order), uncalibrated."""
+        if self._matrix is None:
+            space, batch, dtype = self.space, self.header["batch"], self.header["dtype"]
+            self.check_space(space)
+            fixed = sum(self.records[f.block.with_(batch=batch, dtype=dtype).key].latency_ms
+                        for f in space.stem + space.head)
+            per_layer = [np.array([self.records[layer.block(op, batch, dtype).key].latency_ms
+                                   for op in layer.op_names]) for layer in space.layers]
+            self._matrix = (fixed, per_layer)
+        return self._matrix
+
+    def predict_indices(self, indices: np.ndarray) -> np.ndarray:
+        """Calibrated latencies of many architectures at once, given as an (N, layers) array of op indices."""
+        fixed, per_layer = self.latency_matrix()
+        indices = np.asarray(indices)
+        raw = fixed + sum(lat[indices[:, i]] for i, lat in enumerate(per_layer))
+        cal = self.calibration
+        return cal.apply(raw) if cal else raw
+
+    def expected(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Differentiable expected latency: sum over layers of p(op) * latency(op), plus stem and head.
+
+        Equals `predict(arch).latency_ms` for one-hot probabilities; gradients flow to ``probabilities``.
+        """
+        fixed, per_layer = self.latency_matrix()
+        if len(probabilities) != len(per_layer):
+            raise TableError(f"expected latency needs one probability vector per layer ({len(per_layer)}), "
+                             f"but got {len(probabilities)}")
+        total = probabilities[0].new_tensor(fixed)
+        for p, lat in zip(probabilities, per_layer):
+            total = total + (p * p.new_tensor(lat)).sum()
+        cal = self.calibration
+        return cal.apply(total) if cal else total
+
+    def minimum_latency(self) -> float:
+        """The smallest latency any architecture of the space reaches (fastest op in every layer)."""
+        fixed, per_layer = self.latency_matrix()
+        raw = fixed + sum(lat.min() for lat in per_layer)
+        cal = self.calibration
+        return float(cal.apply(raw) if cal else raw)
+
+    # ----- I/O ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> "LookupTable":
+        path = Path(path)
+        if not path.is_file():
+            raise TableError(f"a lookup table file must exist, but {path} does not")
+        lines = path.read_text().splitlines()
+        if not lines:
+            raise TableError(f"a lookup table starts with a header line, but {path} is empty")
+        try:
+            header = json.loads(lines[0])
+        except ValueError:
+            raise TableError(f"a lookup table starts with a JSON header line, but {path} line 1 is not JSON") from None
+        if not isinstance(header, dict) or header.get("kind") != KIND:
+            raise TableError(f"{path} is not an hwnas lookup table (its first line lacks kind={KIND!r})")
+        if header.get("schema") != SCHEMA_VERSION:
+            raise TableError(f"table schema version must be {SCHEMA_VERSION}, but {path} has "
+                             f"schema={header.get('schema')!r}")
+        records = []
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                if number == len(lines):
+                    warnings.warn(f"{path}: dropped a truncated last line ({number}); re-profiling measures it again",
+                                  stacklevel=2)
+                    continue
+                raise TableError(f"every table line must be JSON, but {path} line {number} is not") from None
+            try:
+                records.append(Record.from_json(data))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise TableError(f"{path} line {number} is not a valid block record ({exc})") from None
+        return cls(header, records, path)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the whole table atomically (temp file + rename): a crash leaves the old file intact."""
+        path = Path(path or self.path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(self.header) + "\n")
+            for record in self.records.values():
+                f.write(json.dumps(record.to_json()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+
+class TableWriter:
+    """Appends records to a table file as they are measured (flush + fsync per record)."""
+
+    def __init__(self, path: str | Path, header: dict | None = None):
+        self.path = Path(path)
+        if header is not None:
+            with open(self.path, "w") as f:
+                f.write(json.dumps(header) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            self._drop_truncated_tail()
+        self._file = open(self.path, "a")
+
+    def _drop_truncated_tail(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "wb") as f:
+                f.write(data[: data.rfind(b"\n") + 1])
+
+    def append(self, record: Record) -> None:
+        self._file.write(json.dumps(record.to_json()) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,168 @@
+import json
+import random
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hwnas.errors import TableError
+from hwnas.profiler.counting import block_cost
+from hwnas.supernet.spaces import get_space
+from hwnas.tables import Calibration, LookupTable, Record, TableWriter, make_header
+
+
+def fake_table(space, path=None, drop=()):
+    """A table whose latencies are a made-up function of MACs: tests of the table logic need no device."""
+    header = make_header(device={"name": "fake", "fingerprint": {"cpu": "test"}}, space=space,
+                         protocol={"rounds": 1}, batch=1, dtype="float32")
+    records = []
+    for i, block in enumerate(space.all_blocks()):
+        if block.key in drop:
+            continue
+        cost = block_cost(block)
+        records.append(Record(block, 0.01 + cost.macs * 1e-8 + 0.001 * (i % 5), 0.001, 5, 10, cost.macs, cost.params))
+    table = LookupTable(header, records)
+    if path is not None:
+        with TableWriter(path, header) as writer:
+            for r in records:
+                writer.append(r)
+        table.path = path
+    return table
+
+
+@pytest.fixture
+def space():
+    return get_space("proxylessnas", "cifar10", width=0.5)
+
+
+def test_round_trip_and_pandas(tmp_path, space):
+    path = tmp_path / "t.jsonl"
+    table = fake_table(space, path)
+    loaded = LookupTable.load(path)
+    assert loaded.records == table.records and loaded.header == table.header
+    frame = pd.read_json(path, lines=True)
+    assert len(frame) == 1 + len(space.all_blocks())
+    assert set(frame["type"]) == {"header", "block"}
+    assert (frame.loc[frame["type"] == "block", "latency_ms"] > 0).all()
+
+
+def test_truncated_last_line_is_dropped_with_a_warning(tmp_path, space):
+    path = tmp_path / "t.jsonl"
+    fake_table(space, path)
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # a kill in the middle of writing the last record
+    with pytest.warns(UserWarning, match="dropped a truncated last line"):
+        table = LookupTable.load(path)
+    assert len(table.records) == len(space.all_blocks()) - 1
+    # appending after the kill first drops the torn line, so the file stays valid JSON Lines
+    with TableWriter(path) as writer:
+        writer.append(next(iter(table.records.values())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LookupTable.load(path)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "is empty"),
+    ("not json\n", "line 1 is not JSON"),
+    ('{"type": "header"}\n', "is not an hwnas lookup table"),
+])
+def test_corrupt_files(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(TableError, match=message):
+        LookupTable.load(path)
+
+
+def test_missing_file_and_schema(tmp_path, space):
+    with pytest.raises(TableError, match="must exist, but .*nope.jsonl does not"):
+        LookupTable.load(tmp_path / "nope.jsonl")
+    path = tmp_path / "t.jsonl"
+    fake_table(space, path)
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["schema"] = 99
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    with pytest.raises(TableError, match="schema version must be 1, but .* has schema=99"):
+        LookupTable.load(path)
+
+
+def test_corrupt_middle_line(tmp_path, space):
+    path = tmp_path / "t.jsonl"
+    fake_table(space, path)
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3][:20]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TableError, match="line 4 is not"):
+        LookupTable.load(path)
+
+
+def test_other_space_or_profile_is_refused(space):
+    table = fake_table(space)
+    with pytest.raises(TableError, match="built for space 'proxylessnas', but space 'fbnet' was asked for"):
+        table.check_space(get_space("fbnet", "cifar10"))
+    with pytest.raises(TableError, match="built for input 'cifar10', but input 'cifar100' was asked for"):
+        table.check_space(get_space("proxylessnas", "cifar100", width=0.5))
+
+
+def test_missing_blocks_are_named(space):
+    victim = space.layers[2].block("k7_e6")
+    table = fake_table(space, drop={victim.key})
+    arch = ["k7_e6"] * len(space.layers)
+    with pytest.raises(TableError, match=r"lacks 1: mbconv\(e=6,k=7\) 16>16 s1 32x32"):
+        table.predict(arch)
+    with pytest.raises(TableError, match="lacks 1"):
+        table.check_space(space)
+
+
+def test_predictions_agree(space):
+    table = fake_table(space)
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(20)]
+    for arch in archs:
+        p = table.predict(arch)
+        blocks = [b for _, b in space.blocks(arch)]
+        assert p.latency_ms == pytest.approx(sum(table.records[b.key].latency_ms for b in blocks))
+        assert p.macs == sum(block_cost(b).macs for b in blocks)
+        # differentiable expectation equals the discrete sum for one-hot probabilities
+        one_hot = [torch.nn.functional.one_hot(torch.tensor(i), n).double()
+                   for i, n in zip(space.indices(arch), space.num_ops)]
+        assert table.expected(one_hot).item() == pytest.approx(p.latency_ms)
+    vectorised = table.predict_indices(np.array([space.indices(a) for a in archs]))
+    np.testing.assert_allclose(vectorised, [table.predict(a).latency_ms for a in archs])
+
+
+def test_expected_latency_has_gradients(space):
+    table = fake_table(space)
+    alphas = [torch.zeros(n, requires_grad=True) for n in space.num_ops]
+    expected = table.expected([a.softmax(0) for a in alphas])
+    expected.backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
+    # uniform probabilities give the mean op latency per layer
+    fixed, per_layer = table.latency_matrix()
+    assert expected.item() == pytest.approx(fixed + sum(lat.mean() for lat in per_layer))
+
+
+def test_calibration_is_applied_and_saved(tmp_path, space):
+    path = tmp_path / "t.jsonl"
+    table = fake_table(space, path)
+    arch = space.sample(random.Random(1))
+    raw = table.predict(arch).latency_ms
+    table.set_calibration(Calibration(0.5, 0.25, fitted_on=10))
+    table.save()
+    loaded = LookupTable.load(path)
+    p = loaded.predict(arch)
+    assert p.raw_latency_ms == pytest.approx(raw) and p.latency_ms == pytest.approx(0.5 * raw + 0.25)
+    assert loaded.minimum_latency() <= p.latency_ms
+    one_hot = [torch.nn.functional.one_hot(torch.tensor(i), n).double()
+               for i, n in zip(space.indices(arch), space.num_ops)]
+    assert loaded.expected(one_hot).item() == pytest.approx(p.latency_ms)
+
+
+def test_minimum_latency_is_the_fastest_architecture(space):
+    table = fake_table(space)
+    fixed, per_layer = table.latency_matrix()
+    fastest = space.from_indices(int(lat.argmin()) for lat in per_layer)
+    assert table.minimum_latency() == pytest.approx(table.predict(fastest).latency_ms)

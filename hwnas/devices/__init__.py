@@ -1,0 +1,36 @@
+"""Device backends that blocks are timed on, by registry name.
+
+``cpu`` (PyTorch eager), ``cuda`` (PyTorch on a GPU), ``ort-mobile`` (ONNX Runtime configured as a
+phone's big core) and ``ort-cpu`` (ONNX Runtime as a server runs it). A new backend subclasses
+:class:`Device` and is added with ``DEVICES.add(name, cls)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwnas.devices.base import Device, Example, Measurement, Protocol, Runner, interleaved_measure
+from hwnas.devices.cpu import CpuDevice
+from hwnas.devices.cuda import CudaDevice
+from hwnas.devices.ort_mobile import OrtCpuDevice, OrtMobileDevice
+from hwnas.registry import Registry
+
+DEVICES: Registry[type[Device]] = Registry("device")
+for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice):
+    DEVICES.add(_device.name, _device)
+
+
+def get_device(name: str, **settings: Any) -> Device:
+    """Build the device registered as ``name`` with its settings (``threads``, ``batch_size``,
+    ``precision``, and device-specific ones such as ``cuda_graphs`` or ``exporter``)."""
+    return DEVICES.get(name)(**settings)
+
+
+def list_devices() -> list[str]:
+    return DEVICES.names()
+
+
+__all__ = [
+    "DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "Measurement", "OrtCpuDevice", "OrtMobileDevice",
+    "Protocol", "Runner", "get_device", "interleaved_measure", "list_devices",
+]

@@ -27,9 +27,15 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import logging
+
 import numpy as np
 import torch
-from torch.utils.benchmark import Timer
+
+# torch.utils.benchmark imports cpp_extension, which warns on every CPU-only machine that no CUDA runtime
+# exists; hwnas never builds extensions, so the warning only confuses users.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils.benchmark import Timer  # noqa: E402
 
 from hwnas.devices import fingerprint
 from hwnas.errors import ConfigError, DeviceError, require

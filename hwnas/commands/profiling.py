@@ -1,0 +1,220 @@
+"""Commands of the lookup-table profiler: devices, profile, table show / compare, validate."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from hwnas.output import FORMATS, render
+
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                             help="Output format.")
+
+
+def _progress(label: str):
+    """A click progress bar driven by (done, total) callbacks; shows done/total and time left."""
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total, label=label, show_pos=True, show_eta=True,
+                                             file=sys.stderr)
+            state["bar"].__enter__()
+            state["done"] = 0
+        state["bar"].update(done - state["done"])
+        state["done"] = done
+        if done >= total:
+            state["bar"].__exit__(None, None, None)
+
+    return update
+
+
+def _protocol(rounds: int | None, min_block_ms: float | None, rotate: int | None, warmup_ms: float | None):
+    from hwnas.devices import Protocol
+
+    overrides = {k: v for k, v in (("rounds", rounds), ("min_block_s", min_block_ms and min_block_ms / 1e3),
+                                   ("rotate", rotate), ("warmup_s", warmup_ms and warmup_ms / 1e3))
+                 if v is not None}
+    return Protocol(**overrides)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(devices)
+    cli.add_command(profile)
+    cli.add_command(table)
+    cli.add_command(validate)
+
+
+@click.command()
+@format_option
+def devices(fmt: str) -> None:
+    """List the device backends, whether this machine can run them, and their fingerprint."""
+    from hwnas.devices import DEVICES
+
+    rows = []
+    for name in DEVICES:
+        cls = DEVICES.get(name)
+        available, reason = cls.availability()
+        row = {"device": name, "available": available, "precisions": ",".join(cls.precisions), "note": reason}
+        if available:
+            info = cls().info()
+            row["cpu"] = info.get("cpu_model", "")
+            row["gpu"] = info.get("gpu_name", "")
+            if fmt != "table":
+                row["fingerprint"] = info
+        rows.append(row)
+    click.echo(render(rows, fmt))
+
+
+@click.command()
+@click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
+@click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of the space.")
+@click.option("--device", "device_name", default="cpu", show_default=True, help="Device backend (see `hwnas devices`).")
+@click.option("--threads", type=int, default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--precision", default=None, help="fp32 (default), or int8 on ort-mobile / ort-cpu.")
+@click.option("--rounds", type=int, default=None, help="Timed blocks per entry (protocol default 7).")
+@click.option("--min-block-ms", type=float, default=None, help="Target duration of one timed block (default 20).")
+@click.option("--rotate", type=int, default=None, help="Copies of weights and inputs cycled through (default 4).")
+@click.option("--warmup-ms", type=float, default=None, help="Warm-up of each entry before timing (default 100).")
+@click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
+                                            "(the old file is kept as FILE.bak).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Table file (JSON Lines). An existing one is resumed.")
+def profile(space_name, profile_name, width, device_name, threads, batch_size, precision, rounds, min_block_ms,
+            rotate, warmup_ms, force, output) -> None:
+    """Measure every block of a space on a device into a lookup table.
+
+    Each distinct block (stem and head included) is measured once; records are written as they finish,
+    so a killed run resumes where it stopped when run again with the same FILE.
+    """
+    from hwnas.devices import get_device
+    from hwnas.profiler.build import profile_space
+    from hwnas.supernet.spaces import get_space
+
+    space = get_space(space_name, profile_name, width=width)
+    device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
+    start = time.perf_counter()
+    result = profile_space(space, device, output, protocol=_protocol(rounds, min_block_ms, rotate, warmup_ms), force=force,
+                           on_progress=_progress(f"profiling {space_name} on {device_name}"))
+    rel = np.array([r.rel_iqr for r in result.records.values()])
+    click.echo(f"{output}: {len(result.records)} blocks of {space_name}/{profile_name} on {device_name} "
+               f"in {time.perf_counter() - start:.1f} s; IQR/median median {100 * np.median(rel):.1f} %, "
+               f"max {100 * rel.max():.1f} %")
+
+
+@click.group()
+def table() -> None:
+    """Inspect and compare lookup tables."""
+
+
+@table.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sort", type=click.Choice(["key", "latency", "macs"]), default="key", show_default=True)
+@format_option
+def show(path: Path, sort: str, fmt: str) -> None:
+    """Header and per-block records of a table."""
+    from hwnas.tables import LookupTable
+
+    t = LookupTable.load(path)
+    rows = [{"key": r.key, "latency_ms": round(r.latency_ms, 4), "iqr_ms": round(r.iqr_ms, 4),
+             "rel_iqr": round(r.rel_iqr, 3), "macs": r.macs, "params": r.params} for r in t.records.values()]
+    if sort != "key":
+        rows.sort(key=lambda r: r["latency_ms" if sort == "latency" else "macs"])
+    space = t.header["space"]
+    dev = t.header["device"]
+    extra = {"space": space["space"], "input": space["input"]["name"], "width": space.get("width", 1.0),
+             "device": dev["name"], "cpu": dev.get("info", {}).get("cpu_model", ""),
+             "threads": dev.get("comparable", {}).get("threads"), "batch": t.header["batch"],
+             "dtype": t.header["dtype"], "protocol": t.header["protocol"], "calibration": t.header["calibration"],
+             "blocks": len(rows)}
+    if fmt == "json":
+        extra["header"] = t.header
+    click.echo(render(rows, fmt, extra=extra))
+
+
+@table.command()
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--archs", type=int, default=1000, show_default=True,
+              help="Random architectures whose predicted latencies are rank-correlated between the tables.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@format_option
+def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
+    """Compare two tables of one space on two devices: per-block ratio B/A and rank correlations.
+
+    The architecture-level Kendall tau says how far an optimum found with one table transfers to the other.
+    """
+    from scipy.stats import kendalltau
+
+    from hwnas.errors import TableError
+    from hwnas.tables import LookupTable
+
+    ta, tb = LookupTable.load(a), LookupTable.load(b)
+    if ta.header["space"] != tb.header["space"]:
+        raise TableError(f"tables to compare must describe the same space, but {a} has "
+                         f"{ta.header['space']['space']}/{ta.header['space']['input']['name']} and {b} has "
+                         f"{tb.header['space']['space']}/{tb.header['space']['input']['name']}")
+    common = [k for k in ta.records if k in tb.records]
+    if not common:
+        raise TableError(f"tables to compare must share block keys, but {a} and {b} share none")
+    la = np.array([ta.records[k].latency_ms for k in common])
+    lb = np.array([tb.records[k].latency_ms for k in common])
+    rows = [{"key": k, "a_ms": round(x, 4), "b_ms": round(y, 4), "ratio_b_over_a": round(y / x, 3)}
+            for k, x, y in zip(common, la, lb)]
+    space = ta.space
+    rng = random.Random(seed)
+    indices = np.array([space.indices(space.sample(rng)) for _ in range(archs)])
+    pa, pb = ta.predict_indices(indices), tb.predict_indices(indices)
+    summary = {"a": f"{a} ({ta.device_name})", "b": f"{b} ({tb.device_name})", "common_blocks": len(common),
+               "median_ratio": round(float(np.median(lb / la)), 4),
+               "ratio_range": f"{(lb / la).min():.3f}..{(lb / la).max():.3f}",
+               "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
+               "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}
+    click.echo(render(rows, fmt, extra=summary))
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--archs", type=int, default=100, show_default=True, help="Random architectures measured end to end.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
+@click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write one CSV row per architecture (measured, table, calibrated, MACs, split).")
+@format_option
+def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None, fmt: str) -> None:
+    """Measure random whole architectures on the table's device and report how well the table predicts them.
+
+    A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
+    on the other half: mean absolute % error, share within 5 % and 10 %, Kendall tau; raw table sum,
+    calibrated table, and MACs fitted the same way as the baseline.
+    """
+    import pandas as pd
+
+    from hwnas.devices import get_device
+    from hwnas.profiler.validate import validate_table
+    from hwnas.tables import LookupTable
+
+    t = LookupTable.load(path)
+    comparable = t.header["device"]["comparable"]
+    precision = comparable.get("precision")
+    device = get_device(t.header["device"]["name"], threads=comparable.get("threads"),
+                        batch_size=t.header["batch"], **({"precision": precision} if precision else {}))
+    report = validate_table(t, device, archs=archs, seed=seed,
+                            on_progress=_progress(f"measuring {archs} architectures"))
+    if details:
+        pd.DataFrame(report.arch_rows()).to_csv(details, index=False)
+    if save:
+        t.set_calibration(report.calibration)
+        t.save()
+    extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs),
+             "fitted_on": len(report.fit_index), "tested_on": len(report.test_index),
+             "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
+                            + (" (saved)" if save else "")}
+    click.echo(render(report.rows(), fmt, extra=extra))

@@ -1,0 +1,142 @@
+"""End-to-end validation of a lookup table: does the sum of blocks predict whole networks?
+
+Random architectures of the table's space are built as whole networks and measured on the same device
+with the same protocol. A calibration (latency = scale * table sum + offset) is fitted by least squares
+on one half and every figure is reported on the other half, so it says how well the table predicts
+architectures it was not fitted on. MACs, fitted the same way, are printed beside as the baseline that a
+latency table has to beat.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from hwnas.devices import Device, Protocol, interleaved_measure
+from hwnas.errors import ConfigError, TableError
+from hwnas.profiler.build import device_header, header_mismatches
+from hwnas.supernet.space import Architecture
+from hwnas.tables import Calibration, LookupTable
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Accuracy of one predictor on the held-out architectures."""
+
+    mean_abs_pct: float
+    within_5: float
+    within_10: float
+    kendall_tau: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> "Errors":
+        rel = np.abs(predicted - measured) / measured
+        tau = kendalltau(predicted, measured).statistic if len(measured) > 1 else float("nan")
+        return cls(float(100 * rel.mean()), float((rel <= 0.05).mean()), float((rel <= 0.10).mean()), float(tau))
+
+
+@dataclass
+class ValidationReport:
+    archs: list[Architecture]
+    measured_ms: np.ndarray
+    table_ms: np.ndarray
+    macs: np.ndarray
+    fit_index: np.ndarray
+    test_index: np.ndarray
+    calibration: Calibration
+    raw: Errors
+    calibrated: Errors
+    macs_baseline: Errors
+
+    def rows(self) -> list[dict]:
+        """One row per predictor, for `hwnas.output.render`."""
+        return [{"predictor": name, "mean_abs_pct_error": round(e.mean_abs_pct, 2),
+                 "within_5pct": round(e.within_5, 3), "within_10pct": round(e.within_10, 3),
+                 "kendall_tau": round(e.kendall_tau, 4)}
+                for name, e in (("table (raw sum)", self.raw), ("table (calibrated)", self.calibrated),
+                                ("MACs (fitted)", self.macs_baseline))]
+
+    def arch_rows(self) -> list[dict]:
+        held_out = set(self.test_index.tolist())
+        return [{"arch": str(a), "measured_ms": float(m), "table_ms": float(t),
+                 "calibrated_ms": float(self.calibration.apply(t)), "macs": int(c),
+                 "split": "test" if i in held_out else "fit"}
+                for i, (a, m, t, c) in enumerate(zip(self.archs, self.measured_ms, self.table_ms, self.macs))]
+
+
+def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
+    """``n`` distinct random architectures (fewer only if the space is smaller)."""
+    space, rng = table.space, random.Random(seed)
+    target = min(n, space.size)
+    seen: dict[str, Architecture] = {}
+    for _ in range(100 * target):
+        arch = space.sample(rng)
+        seen.setdefault(str(arch), arch)
+        if len(seen) == target:
+            break
+    return list(seen.values())
+
+
+def measure_archs(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol,
+                  chunk: int = 6, seed: int = 0,
+                  on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """End-to-end latency of whole networks, measured in interleaved chunks like table entries."""
+    space = table.space
+    shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
+    measured = np.zeros(len(archs))
+    for start in range(0, len(archs), chunk):
+        runners = {}
+        try:
+            for i in range(start, min(start + chunk, len(archs))):
+                runners[i] = device.prepare(space.build(archs[i]).eval(), torch.randn(shape), protocol)
+            results = interleaved_measure(runners, protocol, seed=seed + start)
+        finally:
+            for runner in runners.values():
+                runner.close()
+        for i, m in results.items():
+            measured[i] = m.median_ms
+        if on_progress:
+            on_progress(min(start + chunk, len(archs)), len(archs))
+    return measured
+
+
+def check_same_device(table: LookupTable, device: Device) -> None:
+    diffs = [d for d in header_mismatches(table.header, {**table.header, "device": device_header(device)})]
+    if diffs:
+        raise TableError(f"validation must run on the device the table was measured on, but {'; '.join(diffs[:3])}")
+
+
+def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed: int = 0,
+                   protocol: Protocol | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    if archs < 4:
+        raise ConfigError(f"validation needs at least 4 architectures (2 to fit, 2 to test), but got archs={archs}")
+    check_same_device(table, device)
+    table.check_space(table.space)
+    protocol = protocol or Protocol.from_dict(table.header["protocol"])
+    sampled = sample_archs(table, archs, seed)
+    calibration_before = table.calibration
+    table.set_calibration(None)  # predictions below are raw sums; the fit is what calibrates them
+    try:
+        predictions = [table.predict(a) for a in sampled]
+    finally:
+        table.set_calibration(calibration_before)
+    table_ms = np.array([p.raw_latency_ms for p in predictions])
+    macs = np.array([p.macs for p in predictions], dtype=float)
+    measured = measure_archs(table, device, sampled, protocol, seed=seed, on_progress=on_progress)
+
+    order = np.random.default_rng(seed).permutation(len(sampled))
+    fit, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+    scale, offset = np.polyfit(table_ms[fit], measured[fit], 1)
+    calibration = Calibration(float(scale), float(offset), fitted_on=len(fit))
+    mac_scale, mac_offset = np.polyfit(macs[fit], measured[fit], 1)
+    return ValidationReport(
+        sampled, measured, table_ms, macs, fit, test, calibration,
+        raw=Errors.of(table_ms[test], measured[test]),
+        calibrated=Errors.of(calibration.apply(table_ms[test]), measured[test]),
+        macs_baseline=Errors.of(mac_scale * macs[test] + mac_offset, measured[test]))

@@ -28,13 +28,16 @@ class LayerChoice(nn.Module):
         self.op_names = layer.op_names
         self.ops = nn.ModuleDict({name: layer.block(name).build() for name in self.op_names})
 
-    def forward(self, x: torch.Tensor, op: str | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, op: str | None = None, weights: torch.Tensor | None = None,
+                skip_zeros: bool = False) -> torch.Tensor:
         if op is not None:
             return self.ops[op](x)
         assert weights is not None
-        # ops whose weight is exactly zero and carries no gradient (hard gumbel samples) are not run
-        outputs = [w * self.ops[name](x) for name, w in zip(self.op_names, weights)
-                   if w.requires_grad or w.item() != 0]
+        # An op whose weight is zero adds nothing to the output; it must still run when its weight needs a
+        # gradient, unless the caller accepts the GDAS approximation that treats that gradient as zero.
+        values = weights.detach().tolist()
+        outputs = [w * self.ops[name](x) for name, w, v in zip(self.op_names, weights, values)
+                   if v != 0 or (w.requires_grad and not skip_zeros)]
         return torch.stack(outputs).sum(0)
 
 
@@ -48,8 +51,12 @@ class SuperNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor, arch: Architecture | str | Sequence[str] | None = None,
-                weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """Single path with ``arch``, or weighted sum with ``weights`` (one 1-D tensor per layer)."""
+                weights: Sequence[torch.Tensor] | None = None, skip_zeros: bool = False) -> torch.Tensor:
+        """Single path with ``arch``, or weighted sum with ``weights`` (one 1-D tensor per layer).
+
+        ``skip_zeros`` does not run ops whose weight is zero even when that weight needs a gradient: with
+        hard (straight-through) gumbel samples only the sampled op runs, as in GDAS.
+        """
         if (arch is None) == (weights is None):
             raise ArchitectureError("SuperNet.forward needs exactly one of arch= or weights=, but got "
                                     f"arch={'set' if arch is not None else None}, "
@@ -68,7 +75,7 @@ class SuperNet(nn.Module):
                 if w.shape != (len(layer.op_names),):
                     raise ArchitectureError(f"weights of layer {i + 1} must have shape ({len(layer.op_names)},), "
                                             f"but got {tuple(w.shape)}")
-                x = layer(x, weights=w)
+                x = layer(x, weights=w, skip_zeros=skip_zeros)
         return self.head(x)
 
     def path_modules(self, arch: Architecture | str | Sequence[str]) -> list[nn.Module]:

@@ -1,0 +1,153 @@
+"""Accuracy-latency Pareto fronts and the data of a chart, kept apart from drawing (`hwnas.search.plot`).
+
+`chart_data` turns search directories into a `ChartData`: one `Series` per (search, table) with all
+candidates, the front and the target, plus the reference architectures; `measure_front` adds the
+front's latency measured end to end on the table's device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from hwnas.errors import ConfigError, TableError
+from hwnas.search.results import SearchRecord, latency_column
+
+
+class ParetoFront(NamedTuple):
+    """The non-dominated points, fastest first: ``index`` are their positions in the input arrays."""
+
+    index: np.ndarray
+    latency_ms: np.ndarray
+    accuracy: np.ndarray
+
+
+def pareto_front(latency_ms: Sequence[float], accuracy: Sequence[float]) -> ParetoFront:
+    """Points that no other point beats on both lower latency and higher accuracy.
+
+    Of points with equal latency only the most accurate can be on the front, and of identical points
+    the first; along the front both latency and accuracy strictly increase.
+    """
+    latency, acc = np.asarray(latency_ms, dtype=float), np.asarray(accuracy, dtype=float)
+    if latency.shape != acc.shape:
+        raise ConfigError(f"latency and accuracy must have one value per point, but got shapes "
+                          f"{latency.shape} and {acc.shape}")
+    valid = np.flatnonzero(~(np.isnan(latency) | np.isnan(acc)))
+    order = valid[np.lexsort((np.arange(len(valid)), -acc[valid], latency[valid]))]
+    keep, best = [], -math.inf
+    for i in order:
+        if acc[i] > best:
+            keep.append(i)
+            best = acc[i]
+    index = np.array(keep, dtype=int)
+    return ParetoFront(index, latency[index], acc[index])
+
+
+@dataclass(frozen=True)
+class Series:
+    """One search seen on one table: every candidate, the feasible front, the target when this table
+    is the one that constrained the search, and (optionally) the front measured on the device."""
+
+    label: str
+    search: str
+    table: str
+    device: str
+    latency_ms: np.ndarray
+    accuracy: np.ndarray
+    feasible: np.ndarray
+    front: ParetoFront
+    front_archs: tuple[str, ...]
+    target_ms: float | None
+    measured_ms: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceMark:
+    """A reference architecture on one table; ``accuracy`` is None when it was not evaluated."""
+
+    name: str
+    table: str
+    device: str
+    latency_ms: float
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class ChartData:
+    series: tuple[Series, ...]
+    references: tuple[ReferenceMark, ...]
+    xlabel: str
+    ylabel: str
+    title: str
+
+
+def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = None) -> ChartData:
+    """The chart of ``records``: for each, the constraining table, or each of ``tables`` (labels; ``"all"``
+    for every table of the search) that it has."""
+    if not records:
+        raise ConfigError("a chart needs at least one search directory, but got none")
+    series: list[Series] = []
+    marks: dict[tuple[str, str], ReferenceMark] = {}
+    for record in records:
+        labels = record.labels
+        wanted = [labels[0]] if not tables else labels if list(tables) == ["all"] else list(tables)
+        unknown = [t for t in wanted if t not in labels]
+        if unknown:
+            raise ConfigError(f"tables to plot must be among those of search {record.path} ({', '.join(labels)}), "
+                              f"but got {', '.join(unknown)}")
+        frame = record.candidates
+        for label in wanted:
+            latency = frame[latency_column(label)].to_numpy(float)
+            accuracy = frame["accuracy"].to_numpy(float)
+            feasible = frame["feasible"].to_numpy(bool)
+            front = pareto_front(np.where(feasible, latency, np.nan), accuracy)
+            device = record.devices[label]
+            series.append(Series(
+                f"{record.name} ({label})", record.name, label, device, latency, accuracy, feasible, front,
+                tuple(frame["arch"].iloc[front.index]), record.target_ms if label == labels[0] else None))
+            if record.references is not None and latency_column(label) in record.references:
+                for _, row in record.references.iterrows():
+                    ms = float(row[latency_column(label)])
+                    if math.isnan(ms):
+                        continue
+                    acc = float(row["accuracy"]) if not math.isnan(float(row["accuracy"])) else None
+                    key = (str(row["name"]), label)
+                    if key not in marks or (marks[key].accuracy is None and acc is not None):
+                        marks[key] = ReferenceMark(str(row["name"]), label, device, ms, acc)
+    devices = list(dict.fromkeys(s.device for s in series))
+    spaces = list(dict.fromkeys(f"{r.config['space']['space']} / {r.config['space']['input']['name']}"
+                                for r in records))
+    return ChartData(tuple(series), tuple(marks.values()), f"latency (ms) on {', '.join(devices)}",
+                     "validation accuracy (%)", "; ".join(spaces))
+
+
+def measure_front(data: ChartData, records: Sequence[SearchRecord],
+                  on_progress: Callable[[int, int], None] | None = None) -> ChartData:
+    """``data`` with each series' front measured end to end on its table's device (as `hwnas validate`
+    measures: same device settings and protocol as the table), which must be this machine's."""
+    from hwnas.devices import Protocol, get_device
+    from hwnas.profiler.validate import check_same_device, measure_archs
+    from hwnas.tables import LookupTable
+
+    by_name = {r.name: r for r in records}
+    measured = []
+    for s in data.series:
+        record = by_name[s.search]
+        entry = next(t for t in record.config["tables"] if t["label"] == s.table)
+        if not entry.get("path"):
+            raise TableError(f"measuring the front needs the table file of {s.table!r}, but search {record.path} "
+                             f"was run with an in-memory table")
+        table = LookupTable.load(entry["path"])
+        comparable = table.header["device"].get("comparable", {})
+        precision = comparable.get("precision")
+        device = get_device(table.header["device"]["name"], threads=comparable.get("threads"),
+                            batch_size=table.header["batch"], **({"precision": precision} if precision else {}))
+        check_same_device(table, device)
+        archs = [table.space.validate(a) for a in s.front_archs]
+        ms = measure_archs(table, device, archs, Protocol.from_dict(table.header["protocol"]), on_progress=on_progress)
+        measured.append(replace(s, measured_ms=np.asarray(ms)))
+    return replace(data, series=tuple(measured))

@@ -1,0 +1,79 @@
+"""Drawing a `ChartData` (from `hwnas.search.pareto`) with matplotlib's Agg backend.
+
+Per series, one colour: all candidates faint (infeasible ones as crosses), the Pareto front bold, the
+target as a dashed vertical line, the measured front as hollow squares joined to the predicted points.
+Reference architectures with an accuracy are black stars with their name; those without are named ticks
+on the latency axis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwnas.errors import ConfigError
+from hwnas.search.pareto import ChartData
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
+    """Write the chart to ``path``; the extension (.png, .svg or .pdf) picks the format."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {path.name!r}")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import blended_transform_factory
+
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    colours = matplotlib.colormaps["tab10"].colors
+    # a target shared by several series is drawn once, in grey; one series' own target in its colour
+    owners: dict[float, list[int]] = {}
+    for i, s in enumerate(data.series):
+        if s.target_ms is not None:
+            owners.setdefault(s.target_ms, []).append(i)
+    for i, s in enumerate(data.series):
+        colour = colours[i % len(colours)]
+        ok = s.feasible
+        ax.scatter(s.latency_ms[ok], s.accuracy[ok], s=10, color=colour, alpha=0.25, linewidths=0)
+        if (~ok).any():
+            ax.scatter(s.latency_ms[~ok], s.accuracy[~ok], s=14, color=colour, alpha=0.25, marker="x",
+                       linewidths=0.8)
+        # steps: any latency between two front points buys the accuracy of the faster one
+        ax.plot(s.front.latency_ms, s.front.accuracy, "o-", color=colour, linewidth=2.2, markersize=5,
+                drawstyle="steps-post", label=f"{s.label}: Pareto front ({len(s.latency_ms)} candidates)", zorder=3)
+        if s.measured_ms is not None:
+            # each front point joined to its measurement at the same accuracy: the gap is the table's error
+            for predicted, measured_ms, acc in zip(s.front.latency_ms, s.measured_ms, s.front.accuracy):
+                ax.plot([predicted, measured_ms], [acc, acc], ":", color=colour, linewidth=1, alpha=0.8)
+            ax.plot(s.measured_ms, s.front.accuracy, "s", color=colour, markerfacecolor="none", markersize=7,
+                    markeredgewidth=1.5, label=f"{s.label}: front measured on {s.device}", zorder=3)
+    for target, series in owners.items():
+        alone = len(series) == 1
+        ax.axvline(target, color=colours[series[0] % len(colours)] if alone else "dimgray", linestyle="--",
+                   linewidth=1.2,
+                   label=(f"{data.series[series[0]].label}: " if alone else "") + f"target {target:.3g} ms")
+    ticks = blended_transform_factory(ax.transData, ax.transAxes)
+    evaluated = [m for m in data.references if m.accuracy is not None]
+    unevaluated = [m for m in data.references if m.accuracy is None]
+    if evaluated:
+        ax.scatter([m.latency_ms for m in evaluated], [m.accuracy for m in evaluated], marker="*", s=140,
+                   color="black", zorder=4, label="reference architectures")
+        for m in evaluated:
+            ax.annotate(m.name, (m.latency_ms, m.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for m in unevaluated:
+        ax.plot([m.latency_ms], [0], marker="|", markersize=18, markeredgewidth=2, color="dimgray",
+                transform=ticks, clip_on=False, zorder=4)
+        ax.text(m.latency_ms, 0.03, f" {m.name} (not evaluated)", transform=ticks, rotation=90, fontsize=7,
+                color="dimgray", va="bottom", ha="center")
+    ax.set_xlabel(data.xlabel)
+    ax.set_ylabel(data.ylabel)
+    ax.set_title(f"accuracy vs latency: {data.title}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

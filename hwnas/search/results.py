@@ -1,0 +1,296 @@
+"""A search directory on disk: what a search writes, how it resumes, and how plots and exports read it.
+
+``SEARCH_DIR`` holds
+
+- ``config.json``: strategy and settings, seed, space, constraint, tables (label, path, device,
+  digest), evaluator; a search resumes only into a directory whose configuration matches;
+- ``candidates.csv``: every evaluated candidate, most accurate first: ``arch``, ``accuracy`` (validation
+  accuracy, %), one ``latency_ms[LABEL]`` column per table (LABEL is the table's device name, or its
+  file name when two tables share a device), ``macs``, ``params``, ``feasible``, ``generation``,
+  ``origin`` (random / mutation / crossover) and ``eval_index`` (the order of evaluation);
+- ``best.json``: the most accurate feasible candidate, with its space, so `hwnas export` can rebuild it;
+- ``references.csv``: the reference architectures of the space (see `hwnas.search.runner`);
+- ``state.json``: the evaluated (architecture, accuracy) pairs in order, rewritten after every
+  generation (never pickled), with ``done`` once the search finished.
+
+A sweep over several targets writes one such directory per target, ``SEARCH_DIR/target_3ms`` and so on,
+listed in ``SEARCH_DIR/sweep.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hwnas import __version__
+from hwnas.errors import CheckpointError
+from hwnas.tables import LookupTable
+
+CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP = (
+    "config.json", "candidates.csv", "best.json", "state.json", "references.csv", "sweep.json")
+KIND, SWEEP_KIND, STATE_KIND = "hwnas-search", "hwnas-search-sweep", "hwnas-search-state"
+VERSION = 1
+#: config keys that may differ between a search and its resumption
+VOLATILE = ("hwnas",)
+
+
+def latency_column(label: str) -> str:
+    return f"latency_ms[{label}]"
+
+
+def table_labels(tables: Sequence[LookupTable]) -> list[str]:
+    """One short unique label per table: its device name, or its file name when devices repeat."""
+    devices = [t.device_name for t in tables]
+    labels = [d if devices.count(d) == 1 else (t.path.stem if t.path else f"{d}-{i + 1}")
+              for i, (t, d) in enumerate(zip(tables, devices))]
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return unique
+
+
+def table_digest(table: LookupTable) -> str:
+    """A digest of everything a table predicts from (header with calibration, records), path-independent."""
+    data = json.dumps([table.header, [r.to_json() for r in table.records.values()]], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def describe_tables(tables: Sequence[LookupTable], labels: Sequence[str]) -> list[dict]:
+    return [{"label": label, "path": str(t.path.resolve()) if t.path else None, "device": t.device_name,
+             "digest": table_digest(t), "calibrated": t.calibration is not None}
+            for t, label in zip(tables, labels)]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def write_json(path: Path, data: Any) -> None:
+    _write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{what} must be readable JSON, but {path} is not ({exc})") from None
+
+
+def candidate_rows(candidates: Iterable[Any], labels: Sequence[str]) -> list[dict]:
+    """Rows of candidates.csv in evaluation order (``eval_index``)."""
+    rows = []
+    for index, c in enumerate(candidates):
+        row: dict[str, Any] = {"arch": str(c.arch), "accuracy": c.accuracy}
+        row.update({latency_column(label): ms for label, ms in zip(labels, c.latency_ms)})
+        row.update({"macs": c.macs, "params": c.params, "feasible": c.feasible, "generation": c.generation,
+                    "origin": c.origin, "eval_index": index})
+        rows.append(row)
+    return rows
+
+
+def candidates_frame(candidates: Sequence[Any], labels: Sequence[str]) -> pd.DataFrame:
+    """Candidates most accurate first (ties: faster on the constraining table, then evaluated earlier)."""
+    columns = ["arch", "accuracy", *map(latency_column, labels), "macs", "params", "feasible", "generation",
+               "origin", "eval_index"]
+    frame = pd.DataFrame(candidate_rows(candidates, labels), columns=columns)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["accuracy", latency_column(labels[0]), "eval_index"],
+                             ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+
+def best_record(candidate: Any, labels: Sequence[str], config: dict) -> dict:
+    return {"kind": "hwnas-search-best", "arch": str(candidate.arch), "ops": list(candidate.arch.ops),
+            "accuracy": candidate.accuracy,
+            "latency_ms": dict(zip(labels, candidate.latency_ms)), "macs": candidate.macs,
+            "params": candidate.params, "generation": candidate.generation, "origin": candidate.origin,
+            "target_latency_ms": config["target_latency_ms"], "space": config["space"]}
+
+
+class SearchWriter:
+    """Writes one search directory: config first, state after each step, results at the end."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def prepare(self, config: dict, force: bool = False) -> dict[str, float]:
+        """Create the directory, or find in it the state of an interrupted search with the same config.
+
+        Returns the accuracies saved by that search (empty for a fresh one). A directory that holds a
+        search with another configuration is refused unless ``force`` starts it afresh.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"a search directory must be a directory, but {self.path} is a file")
+        if (self.path / SWEEP).exists():
+            if not force:
+                raise CheckpointError(f"{self.path} holds a sweep over several targets; write a single search "
+                                      f"elsewhere, or pass --force to make it a single search")
+            (self.path / SWEEP).unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        saved: dict[str, float] = {}
+        config_path = self.path / CONFIG
+        if config_path.exists() and not force:
+            old = read_json(config_path, "a search's config.json")
+            diffs = config_diffs(old, config)
+            if diffs:
+                raise CheckpointError(f"{self.path} holds a search with another configuration "
+                                      f"({'; '.join(diffs[:3])}); "
+                                      f"pass --force to start it again, or choose another output directory")
+            if (self.path / STATE).exists():
+                state = read_json(self.path / STATE, "a search's state.json")
+                saved = {arch: accuracy for arch, accuracy in state.get("evaluated", [])}
+        else:
+            for name in (CANDIDATES, BEST, STATE, REFERENCES):
+                (self.path / name).unlink(missing_ok=True)
+        write_json(config_path, config)
+        return saved
+
+    def checkpoint(self, candidates: Sequence[Any], labels: Sequence[str], generation: int, done: bool = False) -> None:
+        write_json(self.path / STATE, {"kind": STATE_KIND, "version": VERSION, "done": done, "generation": generation,
+                                       "evaluated": [[str(c.arch), c.accuracy] for c in candidates]})
+        _write_atomic(self.path / CANDIDATES, candidates_frame(candidates, labels).to_csv(index=False))
+
+    def finish(self, candidates: Sequence[Any], best: Any, labels: Sequence[str], config: dict,
+               references: Sequence[dict], generation: int) -> None:
+        if references:
+            _write_atomic(self.path / REFERENCES, pd.DataFrame(list(references)).to_csv(index=False))
+        if best is not None:
+            write_json(self.path / BEST, best_record(best, labels, config))
+        self.checkpoint(candidates, labels, generation, done=True)
+
+
+def config_diffs(old: dict, new: dict) -> list[str]:
+    """The settings in which two search configurations differ, volatile ones ignored."""
+    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(data, dict):
+            out: dict[str, Any] = {}
+            for key, value in data.items():
+                if not prefix and key in VOLATILE:
+                    continue
+                out.update(flat(value, f"{prefix}{key}."))
+            return out
+        if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+            out = {}
+            for i, value in enumerate(data):
+                out.update(flat(value, f"{prefix}{i}."))
+            return out
+        return {prefix.rstrip("."): data}
+
+    a, b = flat(old), flat(new)
+    return [f"{key} {a.get(key)!r} != {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key) and not key.endswith(".path")]
+
+
+def write_sweep(path: Path, targets_ms: Sequence[float], names: Sequence[str], force: bool = False) -> None:
+    """Mark ``path`` as a sweep directory (its sub-directories are the searches)."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"a search directory must be a directory, but {path} is a file")
+    if (path / CONFIG).exists() and not force:
+        raise CheckpointError(f"{path} holds a single search; write the sweep elsewhere or pass --force")
+    path.mkdir(parents=True, exist_ok=True)
+    if force:
+        for name in (CONFIG, CANDIDATES, BEST, STATE, REFERENCES):
+            (path / name).unlink(missing_ok=True)
+    write_json(path / SWEEP, {"kind": SWEEP_KIND, "version": VERSION, "targets_ms": list(targets_ms),
+                              "searches": list(names)})
+
+
+@dataclass
+class SearchRecord:
+    """A finished (or interrupted) search as read back from its directory."""
+
+    path: Path
+    config: dict
+    candidates: pd.DataFrame
+    best: dict | None
+    references: pd.DataFrame | None
+
+    @property
+    def labels(self) -> list[str]:
+        return [t["label"] for t in self.config["tables"]]
+
+    @property
+    def devices(self) -> dict[str, str]:
+        return {t["label"]: t["device"] for t in self.config["tables"]}
+
+    @property
+    def target_ms(self) -> float:
+        return float(self.config["target_latency_ms"])
+
+    @property
+    def name(self) -> str:
+        """How legends name this search: its directory, with the parent for a sweep member."""
+        parent = self.path.parent
+        return f"{parent.name}/{self.path.name}" if (parent / SWEEP).exists() else self.path.name
+
+
+def expand_search_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Search directories, a sweep directory standing for the searches it lists."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise CheckpointError(f"a search directory must exist, but {path} does not")
+        if (path / SWEEP).exists():
+            sweep = read_json(path / SWEEP, "a sweep's sweep.json")
+            out.extend(path / name for name in sweep.get("searches", []))
+        else:
+            out.append(path)
+    return out
+
+
+def load_search(path: str | Path) -> SearchRecord:
+    """Read a search directory; one with no evaluated candidate is an error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"a search directory must exist, but {path} does not")
+    if (path / SWEEP).exists():
+        names = read_json(path / SWEEP, "a sweep's sweep.json").get("searches", [])
+        raise CheckpointError(f"{path} is a sweep over several targets; name one of its searches: "
+                              f"{', '.join(str(path / n) for n in names)}")
+    candidates_path = path / CANDIDATES
+    if not (path / CONFIG).exists() or not candidates_path.exists():
+        raise CheckpointError(f"a search directory must hold {CONFIG} and {CANDIDATES}, but {path} does not "
+                              f"(run `hwnas search -o {path}` first)")
+    config = read_json(path / CONFIG, "a search's config.json")
+    try:
+        candidates = pd.read_csv(candidates_path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise CheckpointError(f"{candidates_path} must be a CSV of candidates, but could not be read ({exc})") from None
+    if candidates.empty:
+        raise CheckpointError(f"a search directory must hold at least one evaluated candidate, but {candidates_path} "
+                              f"has none")
+    best = read_json(path / BEST, "a search's best.json") if (path / BEST).exists() else None
+    references = pd.read_csv(path / REFERENCES) if (path / REFERENCES).exists() else None
+    return SearchRecord(path, config, candidates, best, references)
+
+
+def search_config(*, strategy: Any, seed: int, space: Any, constraint: Any, tables: Sequence[LookupTable],
+                  labels: Sequence[str], evaluator: Any, extra: dict | None = None) -> dict:
+    return {"kind": KIND, "version": VERSION, "hwnas": __version__, "strategy": strategy.name,
+            "settings": strategy.settings(), "seed": seed, "space": space.describe(),
+            "target_latency_ms": constraint.target_ms, "max_macs": constraint.max_macs,
+            "max_params": constraint.max_params, "tables": describe_tables(tables, labels),
+            "evaluator": evaluator.describe() if evaluator is not None else None, **(extra or {})}

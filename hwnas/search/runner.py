@@ -1,0 +1,159 @@
+"""Running a search end to end: checks, the strategy, references, and the search directory.
+
+Reference architectures of the space (``hwnas references``) are placed beside the candidates:
+
+- a reference whose space, built at the search's input and width, is the search space itself is
+  evaluated with the same evaluator and gets its latency on every table: it is a point on the chart;
+- a reference of another shape (other channels or head) gets a latency from any table that happens
+  to hold all its blocks and no accuracy, since the supernet has no weights for it: a tick on the
+  latency axis; a table that lacks its blocks leaves its latency empty.
+
+References never compete for the best candidate or the Pareto front: they are not what the search found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import ConfigError
+from hwnas.search.base import Candidate, Progress, SearchContext, SearchStrategy
+from hwnas.search.constraints import Constraint, check_table, format_ms
+from hwnas.search.evaluator import Evaluator
+from hwnas.search.results import (SearchWriter, latency_column, search_config, table_labels,
+                                  write_sweep)
+from hwnas.supernet.space import SearchSpace
+from hwnas.tables import LookupTable
+
+
+@dataclass
+class SearchResult:
+    """Every evaluated candidate (evaluation order), the best feasible one, and what else happened."""
+
+    candidates: list[Candidate]
+    best: Candidate | None
+    labels: list[str]
+    config: dict
+    notes: list[str] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
+    evaluations: int = 0  # accuracies computed in this run (the rest came from the cache or a saved state)
+    path: Path | None = None
+
+    @property
+    def feasible(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.feasible]
+
+
+def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
+               evaluator: Evaluator | None, max_macs: float | None = None, max_params: float | None = None,
+               seed: int = 0, output: str | Path | None = None, force: bool = False, references: bool = True,
+               supernet: Any = None, data: Any = None, on_progress: Callable[[Progress], None] | None = None,
+               extra_config: dict | None = None) -> SearchResult:
+    """Search ``space`` under ``target_ms`` on ``tables[0]`` (and the optional bounds); report every table.
+
+    With ``output`` the search directory is written (see `hwnas.search.results`) and an interrupted
+    search with the same configuration resumes from its saved state.
+    """
+    if not tables:
+        raise ConfigError("a search needs at least one lookup table, but got none")
+    constraint = Constraint(tables[0], target_ms, max_macs=max_macs, max_params=max_params, space=space)
+    for table in tables[1:]:
+        check_table(table, space)
+    constraint.check_reachable()
+    if strategy.needs_evaluator and evaluator is None:
+        raise ConfigError(f"strategy {strategy.name!r} ranks architectures by supernet accuracy and needs an "
+                          f"evaluator (--supernet RUN_DIR)")
+    labels = table_labels(tables)
+    config = search_config(strategy=strategy, seed=seed, space=space, constraint=constraint, tables=tables,
+                           labels=labels, evaluator=evaluator, extra=extra_config)
+    writer = SearchWriter(output) if output is not None else None
+    if writer is not None:
+        saved = writer.prepare(config, force)
+        if evaluator is not None:
+            evaluator.preload(saved)
+    before = evaluator.evaluations if evaluator is not None else 0
+
+    def checkpoint(context: SearchContext) -> None:
+        assert writer is not None
+        writer.checkpoint(context.candidates, labels, context.generation)
+
+    context = SearchContext(space, constraint, evaluator, seed=seed, tables=tables, supernet=supernet, data=data,
+                            on_step=checkpoint if writer else None, on_progress=on_progress)
+    strategy.run(context)
+    refs = reference_rows(space, context, labels) if references else []
+    best = context.best()
+    if writer is not None:
+        writer.finish(context.candidates, best, labels, config, refs, context.generation)
+    return SearchResult(context.candidates, best, labels, config, context.notes, refs,
+                        (evaluator.evaluations if evaluator is not None else 0) - before,
+                        Path(output) if output is not None else None)
+
+
+def sweep_name(target_ms: float) -> str:
+    """The sub-directory of one target of a sweep: ``target_3ms``, ``target_0.5ms``."""
+    return f"target_{format_ms(target_ms)}"
+
+
+def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: SearchSpace,
+              tables: Sequence[LookupTable], output: str | Path | None = None, force: bool = False,
+              on_target: Callable[[float], None] | None = None, **kwargs: Any) -> list[SearchResult]:
+    """One search per target, sharing the evaluator (and its cache); with ``output``, one sub-directory
+    per target (`sweep_name`) listed in ``output/sweep.json``. Every target is checked before any runs."""
+    if not targets_ms:
+        raise ConfigError("a sweep needs at least one target latency, but got none")
+    if not tables:
+        raise ConfigError("a search needs at least one lookup table, but got none")
+    for target in targets_ms:
+        Constraint(tables[0], target, max_macs=kwargs.get("max_macs"), max_params=kwargs.get("max_params"),
+                   space=space).check_reachable()
+    names = [sweep_name(t) for t in targets_ms]
+    if output is not None:
+        write_sweep(Path(output), targets_ms, names, force)
+    results = []
+    for target, name in zip(targets_ms, names):
+        if on_target:
+            on_target(target)
+        results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
+                                  output=Path(output) / name if output is not None else None, **kwargs))
+    return results
+
+
+def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[str]) -> list[dict]:
+    """One row per reference architecture of ``space``'s family (see the module docstring)."""
+    from hwnas.profiler.counting import arch_cost
+    from hwnas.supernet.references import REFERENCES
+
+    rows = []
+    width = space.config.get("width", 1.0)
+    for name in REFERENCES:
+        ref = REFERENCES.get(name)
+        if ref.space != space.name:
+            continue
+        ref_space = ref.build_space(space.profile, width=width)
+        in_space = ref_space.describe() == space.describe()
+        arch = ref_space.validate(ref.arch)
+        latencies = [_reference_latency(table, ref_space, arch) for table in context.tables]
+        accuracy = math.nan
+        feasible: bool | None = None
+        if in_space:
+            feasible = context.constraint.feasible(arch)
+            if context.evaluator is not None:
+                accuracy = context.evaluator(arch)
+        cost = arch_cost(ref_space, arch)
+        row: dict[str, Any] = {"name": ref.name, "arch": str(arch), "in_space": in_space, "accuracy": accuracy}
+        row.update({latency_column(label): ms for label, ms in zip(labels, latencies)})
+        row.update({"macs": cost.macs, "params": cost.params, "feasible": feasible})
+        rows.append(row)
+    return rows
+
+
+def _reference_latency(table: LookupTable, space: SearchSpace, arch: Any) -> float:
+    keys = [b.key for _, b in space.blocks(arch, table.header["batch"], table.header["dtype"])]
+    if any(k not in table.records for k in keys):
+        return math.nan
+    raw = sum(table.records[k].latency_ms for k in keys)
+    cal = table.calibration
+    return float(cal.apply(raw) if cal else raw)

@@ -20,9 +20,9 @@ class ConfigError(HwnasError, ValueError):
 class UnknownNameError(ConfigError, KeyError):
     """A name was looked up in a registry that does not hold it."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    def __init__(self, kind: str, name: str, known: Iterable[str], plural: str | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known) or '(none)'}")
+        super().__init__(f"unknown {kind} {name!r}; known {plural or kind + 's'}: {', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

@@ -64,7 +64,7 @@ class _SearchProgress:
 
 @click.command()
 @click.option("--strategy", "strategy_name", default="evolution", show_default=True,
-              help="Search strategy: random or evolution.")
+              help="Search strategy: random, evolution or differentiable.")
 @click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
 @click.option("--input", "profile_name", default=None, help="Input profile (default: the first table's).")
 @click.option("--width", type=float, default=None, help="Width multiplier (default: the first table's).")
@@ -96,6 +96,18 @@ class _SearchProgress:
 @click.option("--crossover/--no-crossover", default=None,
               help="evolution: half of each generation by crossover (default on).")
 @click.option("--patience", type=int, default=None, help="Rejected draws in a row before sampling gives up.")
+@click.option("--epochs", type=int, default=None, help="differentiable: joint epochs (default 10).")
+@click.option("--warmup-epochs", type=int, default=None, help="differentiable: weights-only epochs first (default 2).")
+@click.option("--steps-per-epoch", type=int, default=None,
+              help="differentiable: batches per epoch (default: the whole training split).")
+@click.option("--sampling", type=click.Choice(["gumbel-hard", "gumbel", "softmax"]), default=None,
+              help="differentiable: op weights of the forward pass (default gumbel-hard).")
+@click.option("--hw-loss", type=click.Choice(["squared", "proxyless"]), default=None,
+              help="differentiable: w*(E[lat]-T)^2 in % of T (seed), or CE*(log E[lat]/log T)^beta (ProxylessNAS).")
+@click.option("--hc-weight", type=float, default=None, help="differentiable: w of the squared loss (default 0.005).")
+@click.option("--beta", type=float, default=None, help="differentiable: beta of the proxyless loss (default 0.6).")
+@click.option("--arch-lr", type=float, default=None, help="differentiable: SGD lr of alpha (default 0.05).")
+@click.option("--lr", type=float, default=None, help="differentiable: SGD lr of the weights (default 0.05).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--references/--no-references", default=True, show_default=True,
               help="Place the space's reference architectures beside the candidates.")
@@ -104,11 +116,16 @@ class _SearchProgress:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="SEARCH_DIR.")
 def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir, dataset,
            data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
-           generations, parents, mutation_prob, crossover, patience, seed, references, force, output) -> None:
+           generations, parents, mutation_prob, crossover, patience, epochs, warmup_epochs, steps_per_epoch, sampling,
+           hw_loss, hc_weight, beta, arch_lr, lr, seed, references, force, output) -> None:
     """Search a space for the most accurate architecture under a latency target.
 
     Every evaluated candidate goes to SEARCH_DIR/candidates.csv with its latency on every table, the
     best to best.json; an interrupted search resumes when run again with the same arguments.
+
+    random and evolution score candidates with a trained supernet (--supernet). differentiable trains
+    supernet weights and architecture parameters jointly on --dataset (warm-started from --supernet when
+    given) and records its final architecture.
     """
     from hwnas.errors import ConfigError
     from hwnas.search import (Constraint, check_table, make_strategy, parse_count, parse_latencies, run_search,
@@ -127,7 +144,10 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
               "max_params": parse_count(max_params, "params") if max_params is not None else None}
     settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
                                   ("parents", parents), ("mutation_prob", mutation_prob), ("crossover", crossover),
-                                  ("patience", patience)) if v is not None}
+                                  ("patience", patience), ("epochs", epochs), ("warmup_epochs", warmup_epochs),
+                                  ("steps_per_epoch", steps_per_epoch), ("sampling", sampling), ("hw_loss", hw_loss),
+                                  ("hc_weight", hc_weight), ("beta", beta), ("arch_lr", arch_lr), ("lr", lr))
+                if v is not None}
     strategy = make_strategy(strategy_name, **settings)
     tables = [LookupTable.load(p) for p in table_paths]
     space = _search_space(space_name, profile_name, width, tables[0])
@@ -139,13 +159,15 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     if strategy.needs_evaluator and run_dir is None:
         raise ConfigError(f"strategy {strategy_name!r} ranks architectures by their accuracy with supernet weights "
                           f"and needs --supernet RUN_DIR")
-    evaluator, supernet = None, None
-    if run_dir is not None:
+    evaluator, supernet, data = None, None, None
+    if strategy_name == "differentiable":
+        supernet, data = _differentiable_inputs(space, run_dir, dataset, data_root, download, batch_size, seed)
+    elif run_dir is not None:
         evaluator, supernet = evaluator_for_run(run_dir, space, dataset=dataset, data_root=data_root,
                                                 download=download, bn_batches=bn_batches, val_batches=val_batches,
                                                 batch_size=batch_size, device=eval_device)
     common = dict(space=space, tables=tables, evaluator=evaluator, seed=seed, force=force, references=references,
-                  supernet=supernet, **bounds)
+                  supernet=supernet, data=data, **bounds)
     if len(targets) == 1:
         progress = _SearchProgress(f"{strategy_name} search, target {targets[0]:g} ms")
         try:
@@ -265,3 +287,31 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output)
     click.echo(f"{output}: {', '.join(result.files)}; weights from "
                f"{'supernet ' + str(run_dir) if run_dir else f'a fresh initialisation (seed {seed})'}"
                + (f"; ONNX Runtime matches PyTorch to {result.onnx_max_abs_diff:.2e}" if onnx else ""))
+
+
+def _differentiable_inputs(space, run_dir, dataset, data_root, download, batch_size, seed):
+    """The supernet (fresh, or warm-started from RUN_DIR) and the data a differentiable search trains on."""
+    import torch
+
+    from hwnas.errors import ConfigError
+    from hwnas.search.supernet_evaluator import check_supernet_space, load_run
+    from hwnas.supernet.data import build_loaders
+    from hwnas.supernet.supernet import SuperNet
+
+    if run_dir is not None:
+        supernet, run_config = load_run(run_dir)
+        check_supernet_space(supernet, space, str(run_dir))
+        dataset = dataset or run_config.dataset
+    else:
+        torch.manual_seed(seed)
+        supernet = SuperNet(space)
+    if dataset is None:
+        raise ConfigError("differentiable search trains on a dataset, but got neither --dataset nor --supernet")
+    data = build_loaders(dataset, data_root, batch_size=batch_size or 64, seed=seed, download=download)
+    spec = data.spec
+    profile = space.profile
+    if (spec.channels, spec.resolution, spec.num_classes) != (profile.channels, profile.resolution, profile.num_classes):
+        raise ConfigError(f"the dataset must fit the table's input profile, but {dataset} gives "
+                          f"{spec.channels}x{spec.resolution} images of {spec.num_classes} classes and the table "
+                          f"was built for {profile.channels}x{profile.resolution}, {profile.num_classes} classes")
+    return supernet.train(), data

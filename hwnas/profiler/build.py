@@ -87,6 +87,7 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     """
     protocol = protocol or Protocol()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     header = table_header(space, device, protocol)
     done: set[str] = set()
     if path.exists() and path.stat().st_size > 0:

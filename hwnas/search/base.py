@@ -243,7 +243,7 @@ class SearchStrategy(ABC):
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-STRATEGIES: Registry[type[SearchStrategy]] = Registry("search strategy name")
+STRATEGIES: Registry[type[SearchStrategy]] = Registry("search strategy")
 
 
 def register_strategy(name: str) -> Callable[[type[SearchStrategy]], type[SearchStrategy]]:

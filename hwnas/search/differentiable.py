@@ -17,6 +17,7 @@ and recorded with its accuracy from the evaluator (BN recalibrated).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from itertools import cycle, islice
@@ -108,10 +109,11 @@ class DifferentiableSearch(SearchStrategy):
 
     # ----- search ---------------------------------------------------------------------------------------
     def run(self, context: SearchContext) -> None:
-        net, data = context.supernet, context.data
-        if net is None or data is None:
+        if context.supernet is None or context.data is None:
             raise ConfigError("differentiable search trains a supernet and needs one and its data "
                               "(--dataset; --supernet RUN_DIR warm-starts it)")
+        # each search trains its own copy, so the targets of a sweep start from the same weights
+        net, data = copy.deepcopy(context.supernet), context.data
         space, table = context.space, context.constraint.table
         target = context.constraint.target_ms
         device = next(net.parameters()).device
@@ -126,6 +128,7 @@ class DifferentiableSearch(SearchStrategy):
                               nesterov=self.momentum > 0)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_epochs * steps)
         val_batches = cycle(data.val)
+        context.begin(total_epochs)
         temperature = self.temperature
         decay = (self.final_temperature / self.temperature) ** (1 / max(1, self.epochs - 1))
         for epoch in range(total_epochs):
@@ -167,6 +170,8 @@ class DifferentiableSearch(SearchStrategy):
         argmax_ms = float(context.constraint.costs_indices(torch.tensor([indices]).numpy())[0, 0])
         indices, swaps = project_to_feasible(context, indices, log_probs)
         arch = space.from_indices(indices)
+        # an evaluator given to the search scores as it scores every other strategy's candidates; without
+        # one, the weights trained here score the result
         accuracy = context.evaluator(arch) if context.evaluator is not None else validation_accuracy(net, arch, data)
         candidate = context.record(arch, accuracy, "argmax" if not swaps else "argmax+projection")
         context.notes.append(
@@ -207,13 +212,10 @@ def project_to_feasible(context: SearchContext, indices: list[int],
     return indices, moves
 
 
-@torch.no_grad()
-def validation_accuracy(net, arch, data, batches: int = 20) -> float:
-    """Top-1 % on up to ``batches`` validation batches (used when no evaluator is configured)."""
-    device = next(net.parameters()).device
-    net.eval()
-    correct = total = 0
-    for x, y in islice(data.val, batches):
-        correct += int((net(x.to(device), arch).argmax(1) == y.to(device)).sum())
-        total += len(y)
-    return 100.0 * correct / max(total, 1)
+def validation_accuracy(net, arch, data, bn_batches: int = 10) -> float:
+    """Validation accuracy (%) of ``arch`` with the weights trained here, BN recalibrated on training batches
+    (the statistics gathered under mixed op weights do not describe a single path)."""
+    from hwnas.supernet.evaluate import calibration_batches, subnet_accuracy
+
+    calibration = calibration_batches(data.train, bn_batches)
+    return 100.0 * subnet_accuracy(net, arch, data.val, calibration=calibration)

@@ -107,7 +107,7 @@ def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) 
 
 
 #: modules of hwnas.commands whose `register(cli)` adds their commands to the group
-COMMAND_MODULES: tuple[str, ...] = ("profiling", "search", "training")
+COMMAND_MODULES: tuple[str, ...] = ("profiling", "search", "training", "demo")
 
 
 def _register_commands() -> None:

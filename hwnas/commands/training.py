@@ -1,0 +1,194 @@
+"""``hwnas train``, ``hwnas eval`` and ``hwnas retrain``: thin commands over `hwnas.supernet.train`."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from hwnas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hwnas.supernet.space import Architecture, SearchSpace
+
+RUN_DIR_LAYOUT = """\b
+RUN_DIR holds:
+  config.json    space description, dataset, strategy, every setting, seed, hwnas version
+  checkpoint.pt  model/optimizer/scheduler state, epoch, global step (written atomically;
+                 read with torch.load(weights_only=True))
+  log.csv        per epoch: epoch, train_loss, train_acc, val_acc, lr, images_per_s, wall_s
+  events.*       TensorBoard events (tensorboard --logdir RUN_DIR)
+Running the same command again resumes from the last checkpoint; a RUN_DIR that holds
+another run is refused. Distributed: torchrun --nproc_per_node N -m hwnas.cli train ..."""
+
+
+def _options(*options: Callable) -> Callable:
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _data_options() -> list[Callable]:
+    return [
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Dataset folder [default: $HWNAS_DATA or ~/.cache/hwnas/data; Fashion-MNIST also "
+                          "/usr/share/datasets/fashion-mnist]."),
+        click.option("--download", is_flag=True, help="Download the dataset if it is missing."),
+        click.option("--workers", type=int, default=0, show_default=True, help="Data-loading processes."),
+        click.option("--device", default="cpu", show_default=True, help="Torch device to train on: cpu or cuda."),
+    ]
+
+
+def _training_options() -> list[Callable]:
+    """The options `train` and `retrain` share. Defaults and names are spelled out rather than read from
+    RunConfig and the registries, so that `hwnas --help` does not import torch; a test keeps them equal."""
+    return [
+        click.option("--space", required=True, help="Search space: fbnet, proxylessnas, spos, single_path_nas."),
+        click.option("--dataset", required=True,
+                     help="Dataset: cifar10, cifar100, fashion-mnist, imagenet, synthetic."),
+        click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), metavar="RUN_DIR",
+                     help="Run directory (created, or resumed if it holds this run)."),
+        click.option("--epochs", type=int, default=50, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True,
+                     help="Per process."),
+        click.option("--optimizer", default="sgd", show_default=True,
+                     help="sgd, rmsprop or adam."),
+        click.option("--lr", type=float, default=0.1, show_default=True, help="Initial learning rate."),
+        click.option("--momentum", type=float, default=0.9, show_default=True,
+                     help="sgd and rmsprop momentum."),
+        click.option("--weight-decay", type=float, default=4e-5, show_default=True),
+        click.option("--scheduler", default="cosine", show_default=True,
+                     help="Learning-rate schedule, stepped every training step: cosine or step."),
+        click.option("--step-size", type=int, default=None,
+                     help="step schedule: epochs between decays [default: a third of --epochs]."),
+        click.option("--gamma", type=float, default=0.1, show_default=True,
+                     help="step schedule: decay factor."),
+        click.option("--label-smoothing", type=float, default=0.1, show_default=True),
+        click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds weights, data order, paths and the validation split."),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                     help="Share of the training split held out for validation."),
+        click.option("--resolution", type=int, default=None, help="Resize inputs to this size [default: native]."),
+        click.option("--synthetic-size", type=int, default=1024, show_default=True,
+                     help="synthetic dataset: training images."),
+        click.option("--synthetic-like", default="cifar10", show_default=True,
+                     help="synthetic dataset: whose channels, resolution and classes to imitate."),
+        *_data_options(),
+        click.option("--progress/--no-progress", default=True,
+                     help="Progress bar and resumption notice on stderr."),
+    ]
+
+
+def _run(settings: dict[str, Any], *, run_dir: str, progress: bool) -> None:
+    from hwnas.supernet.train import RunConfig, train
+
+    config = RunConfig(**settings)
+    result = train(config, run_dir, progress=progress, on_epoch=lambda stats: click.echo(stats.summary(config.epochs)))
+    if result.rank != 0:
+        return
+    if not result.history:
+        click.echo(f"{run_dir} already holds all {config.epochs} epochs; nothing to train")
+    if result.arch is not None:
+        click.echo(f"architecture {result.arch}: test accuracy {result.test_acc:.2%}")
+
+
+@click.command("train", epilog=RUN_DIR_LAYOUT)
+@_options(*_training_options())
+@click.option("--strategy", default="uniform", show_default=True,
+              help="Path sampling: uniform (one random path per step) or fairness (strict fairness: every op "
+                   "of every layer once per step).")
+@click.option("--eval-paths", type=int, default=3, show_default=True,
+              help="Fixed random paths validated after every epoch (0: none).")
+@click.option("--bn-batches", type=int, default=10, show_default=True,
+              help="Training batches that recalibrate BN before each validation.")
+def train_command(run_dir: str, progress: bool, **settings: Any) -> None:
+    """Train a supernet of a search space on a dataset.
+
+    A progress bar shows loss, accuracy and images/s; after every epoch one line, a row in log.csv,
+    TensorBoard scalars and a checkpoint. Bad settings are refused before anything is written.
+    """
+    _run(settings, run_dir=run_dir, progress=progress)
+
+
+@click.command("retrain", epilog=RUN_DIR_LAYOUT)
+@_options(*_training_options())
+@click.option("--arch", required=True,
+              help="Reference name (see `hwnas references`), architecture string, or .json file.")
+def retrain_command(run_dir: str, progress: bool, **settings: Any) -> None:
+    """Train one architecture of a search space from scratch, as a standalone network.
+
+    The same machinery as `hwnas train` (optimizers, schedules, logs, checkpoints, resumption,
+    torchrun); log.csv's val_acc is the network's own, and the test accuracy is printed at the end.
+    """
+    _run({**settings, "strategy": None}, run_dir=run_dir, progress=progress)
+
+
+def _parse_arch(space: SearchSpace, text: str) -> Architecture:
+    """An architecture of ``space`` from a reference name, an architecture string or a .json file."""
+    from hwnas.supernet.references import find_reference
+    from hwnas.supernet.space import Architecture
+
+    ref = find_reference(text)
+    if ref is not None:
+        if ref.space != space.name:
+            raise ConfigError(f"reference {ref.name!r} belongs to space {ref.space!r}, but the run trained "
+                              f"space {space.name!r}")
+        return space.validate(ref.arch)
+    if text.endswith(".json") and Path(text).is_file():
+        return space.validate(Architecture.from_json(Path(text).read_text()))
+    return space.validate(Architecture.parse(text))
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--arch", "arch_texts", multiple=True,
+              help="Architecture to evaluate (repeatable): reference name, architecture string or .json file.")
+@click.option("--random", "samples", type=int, default=0, show_default=True,
+              help="Also evaluate this many random architectures of the space.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
+@click.option("--bn-batches", type=int, default=None,
+              help="Training batches for BN recalibration [default: the run's].")
+@_options(*_data_options())
+@click.option("--format", "fmt", type=click.Choice(("table", "json", "csv")), default="table", show_default=True,
+              help="Output format.")
+def eval_command(run_dir: str, arch_texts: tuple[str, ...], samples: int, seed: int, bn_batches: int | None,
+                 data_root: str | None, download: bool, workers: int, device: str, fmt: str) -> None:
+    """Validation accuracy of subnets of a trained supernet, with inherited weights.
+
+    Each architecture is measured twice: with the BN statistics the supernet accumulated, and after
+    recalibrating them on training batches. Validation is the run's held-out part of the training split.
+    """
+    from hwnas.output import render
+    from hwnas.supernet.evaluate import SubnetEvaluator
+    from hwnas.supernet.train import check_device
+
+    if not arch_texts and samples < 1:
+        raise ConfigError("eval needs architectures: give --arch (repeatable) and/or --random N with N >= 1")
+    if bn_batches is not None and bn_batches < 1:
+        raise ConfigError(f"BN recalibration needs >= 1 batch, but got bn_batches={bn_batches}")
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"RUN_DIR must be a run directory, but {run_dir} does not exist")
+    check_device(device)
+    evaluator = SubnetEvaluator.from_run(run_dir, bn_batches=bn_batches, device=device, data_root=data_root,
+                                         download=download, workers=workers)
+    space = evaluator.space
+    archs = [_parse_arch(space, text) for text in arch_texts]
+    rng = random.Random(seed)
+    archs += [space.sample(rng) for _ in range(samples)]
+    rows = [{"arch": str(arch), "val_acc_inherited_bn": evaluator.accuracy(arch, recalibrate=False),
+             "val_acc_recalibrated_bn": evaluator.accuracy(arch)} for arch in archs]
+    extra = {"run": run_dir, "space": space.name, "bn_batches": len(evaluator.calibration)}
+    click.echo(render(rows, fmt, extra=extra if fmt != "csv" else None))
+
+
+def register(cli: click.Group) -> None:
+    for command in (train_command, eval_command, retrain_command):
+        cli.add_command(command)

@@ -1,0 +1,132 @@
+"""`hwnas demo`: the whole pipeline on Fashion-MNIST in minutes on a laptop CPU.
+
+1. profile every block of a small FBNet space on a device into a lookup table;
+2. train a supernet with uniform single-path sampling;
+3. evolution at three latency targets (the 20th, 50th and 80th percentile of the table's latencies of
+   random architectures), scored by the supernet with BN recalibration;
+4. a Pareto chart of all three searches and a short summary.
+
+Every step writes into one directory with the same files the individual commands write, so each can be
+inspected or rerun by hand (the summary prints the equivalent commands).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwnas.devices import Protocol, get_device
+from hwnas.errors import DataError
+from hwnas.profiler.build import profile_space
+from hwnas.search import load_search, make_strategy, run_sweep
+from hwnas.search.pareto import chart_data
+from hwnas.search.plot import draw_chart
+from hwnas.search.supernet_evaluator import SupernetEvaluator
+from hwnas.supernet.data import build_loaders
+from hwnas.supernet.spaces import get_space
+from hwnas.supernet.train import RunConfig, train
+
+#: a quicker protocol than the default: the demo's table has to be built in about a minute
+DEMO_PROTOCOL = Protocol(warmup_s=0.05, min_block_s=0.01, rounds=5)
+
+
+@dataclass
+class DemoSettings:
+    space: str = "fbnet"
+    width: float = 0.25
+    device: str = "ort-mobile"
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 0.1
+    population: int = 16
+    generations: int = 4
+    parents: int = 4
+    bn_batches: int = 4
+    val_batches: int = 8
+    seed: int = 0
+    data_root: str | None = None
+    download: bool = False
+    percentiles: tuple[float, ...] = (20, 50, 80)
+
+
+@dataclass
+class DemoResult:
+    table: Path
+    run_dir: Path
+    search_dir: Path
+    chart: Path
+    targets_ms: list[float]
+    rows: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def ensure_data(settings: DemoSettings, say: Callable[[str], None]) -> bool:
+    """Whether Fashion-MNIST must be downloaded: found locally (or the Debian package) -> False."""
+    try:
+        build_loaders("fashion-mnist", settings.data_root, batch_size=settings.batch_size)
+        return False
+    except DataError as exc:
+        if not settings.download:
+            say(f"Fashion-MNIST was not found locally ({exc}); downloading it (about 30 MB).")
+        return True
+
+
+def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    download = settings.download or ensure_data(settings, say)
+
+    space = get_space(settings.space, "fashion-mnist", width=settings.width)
+    device = get_device(settings.device)
+    table_path = out / f"{settings.space}-fashion-mnist-{settings.device}.jsonl"
+    say(f"[1/4] profiling {len(space.all_blocks())} blocks of {settings.space} (width {settings.width}) on "
+        f"{settings.device} -> {table_path}")
+    start = time.perf_counter()
+    table = profile_space(space, device, table_path, protocol=DEMO_PROTOCOL)
+    seconds["profile"] = time.perf_counter() - start
+
+    run_dir = out / "supernet"
+    say(f"[2/4] training a uniform supernet for {settings.epochs} epochs on Fashion-MNIST -> {run_dir}")
+    start = time.perf_counter()
+    config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="uniform", width=settings.width,
+                       epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
+                       eval_paths=2, bn_batches=settings.bn_batches, data_root=settings.data_root,
+                       download=download)
+    train(config, run_dir)
+    seconds["train"] = time.perf_counter() - start
+
+    rng = random.Random(settings.seed)
+    samples = np.array([space.indices(space.sample(rng)) for _ in range(2000)])
+    latencies = table.predict_indices(samples)
+    targets = [round(float(np.percentile(latencies, p)), 3) for p in settings.percentiles]
+    search_dir = out / "search"
+    say(f"[3/4] evolution at targets {', '.join(f'{t:g} ms' for t in targets)} -> {search_dir}")
+    start = time.perf_counter()
+    evaluator = SupernetEvaluator.from_run(run_dir, space=space, bn_batches=settings.bn_batches,
+                                           val_batches=settings.val_batches, device="cpu")
+    strategy = make_strategy("evolution", population=settings.population, generations=settings.generations,
+                             parents=settings.parents)
+    results = run_sweep(strategy, targets_ms=targets, space=space, tables=[table], output=search_dir,
+                        evaluator=evaluator, seed=settings.seed, force=True)
+    seconds["search"] = time.perf_counter() - start
+
+    chart = out / "pareto.png"
+    say(f"[4/4] plotting the accuracy-latency chart -> {chart}")
+    records = [load_search(r.path) for r in results]
+    draw_chart(chart_data(records), chart)
+    rows = []
+    for target, result in zip(targets, results):
+        best = result.best
+        rows.append({"target_ms": target, "candidates": len(result.candidates),
+                     "feasible": sum(c.feasible for c in result.candidates),
+                     "best_accuracy": round(best.accuracy, 2) if best else None,
+                     "best_latency_ms": round(best.latency_ms[0], 3) if best else None,
+                     "best_macs": best.macs if best else None, "best_arch": str(best.arch) if best else None})
+    return DemoResult(table_path, run_dir, search_dir, chart, targets, rows, seconds)

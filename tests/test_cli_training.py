@@ -1,0 +1,161 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hwnas.cli import cli
+from hwnas.supernet.data import DATASETS
+from hwnas.supernet.train import OPTIMIZERS, SCHEDULERS, STRATEGIES, RunConfig, read_log
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "synthetic", "--width", "0.25", "--resolution", "8", "--synthetic-size", "64",
+        "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _one_line_error(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+
+def test_train_eval_retrain(tmp_path):
+    supernet = tmp_path / "supernet"
+    trained = run("train", "--space", "spos", *TINY, "--epochs", "1", "--eval-paths", "1", "--bn-batches", "2",
+                  "-o", str(supernet))
+    assert trained.exit_code == 0, trained.output
+    assert trained.output.startswith("epoch 1/1  loss ") and "val acc" in trained.output and "img/s" in trained.output
+
+    evaluated = run("eval", str(supernet), "--arch", "SPOS", "--random", "2", "--format", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    data = json.loads(evaluated.output)
+    assert data["space"] == "spos" and data["bn_batches"] == 2 and len(data["rows"]) == 3
+    assert all(0 <= row[key] <= 1 for row in data["rows"]
+               for key in ("val_acc_inherited_bn", "val_acc_recalibrated_bn"))
+    assert run("eval", str(supernet), "--random", "1", "--bn-batches", "1").exit_code == 0
+
+    retrained = run("retrain", "--space", "spos", "--arch", data["rows"][1]["arch"], *TINY, "--epochs", "1",
+                    "-o", str(tmp_path / "retrained"))
+    assert retrained.exit_code == 0, retrained.output
+    assert f"architecture {data['rows'][1]['arch']}: test accuracy " in retrained.output
+    again = run("retrain", "--space", "spos", "--arch", data["rows"][1]["arch"], *TINY, "--epochs", "1",
+                "-o", str(tmp_path / "retrained"))
+    assert "already holds all 1 epochs" in again.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--dataset", "mnist"), "unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist,"),
+    (("--optimizer", "lamb"), "unknown optimizer 'lamb'; known optimizers: adam, rmsprop, sgd"),
+    (("--scheduler", "linear"), "unknown scheduler 'linear'; known schedulers: cosine, step"),
+    (("--strategy", "greedy"), "unknown training strategy name 'greedy'; known training strategy names: fairness,"),
+    (("--batch-size", "0"), "batch size must be >= 1, but got batch_size=0"),
+    (("--lr", "0"), "learning rate must be > 0, but got lr=0.0"),
+    (("--lr", "-1"), "learning rate must be > 0, but got lr=-1.0"),
+    (("--device", "cuda") if not torch.cuda.is_available() else ("--device", "tpu"), "device"),
+])
+def test_bad_settings_are_one_line_errors_and_create_nothing(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    _one_line_error(run("train", "--space", "spos", *TINY, *args, "-o", str(run_dir)), message)
+    assert not run_dir.exists()
+
+
+def test_a_run_directory_of_another_run_is_refused_untouched(tmp_path):
+    assert run("train", "--space", "spos", *TINY, "--epochs", "1", "-o", str(tmp_path)).exit_code == 0
+    before = _files(tmp_path)
+    _one_line_error(run("train", "--space", "fbnet", *TINY, "--epochs", "1", "-o", str(tmp_path)),
+                    "holds a run of another search space (space 'spos' there, 'fbnet' here)")
+    _one_line_error(run("train", "--space", "spos", *TINY, "--epochs", "2", "-o", str(tmp_path)),
+                    "holds a run with other settings (epochs 1 there, 2 here)")
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage")
+    before["checkpoint.pt"] = b"\x00garbage"
+    _one_line_error(run("train", "--space", "spos", *TINY, "--epochs", "1", "-o", str(tmp_path)),
+                    "is corrupt or not a hwnas checkpoint")
+    _one_line_error(run("eval", str(tmp_path), "--random", "1"), "is corrupt or not a hwnas checkpoint")
+    assert _files(tmp_path) == before
+
+
+def test_eval_errors(tmp_path):
+    _one_line_error(run("eval", str(tmp_path / "missing"), "--random", "1"), "does not exist")
+    _one_line_error(run("eval", str(tmp_path)), "give --arch (repeatable) and/or --random N")
+    _one_line_error(run("eval", str(tmp_path), "--random", "1"), "holds no hwnas run")
+
+
+def test_option_defaults_and_names_match_the_library():
+    """The CLI spells its defaults out (importing torch for --help would be slow); keep them equal."""
+    defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+    checked = set()
+    for name in ("train", "retrain"):
+        command = cli.commands[name]
+        for param in command.params:
+            if param.name in defaults and not param.required:
+                assert param.get_default(click.Context(command)) == defaults[param.name], (name, param.name)
+                checked.add(param.name)
+    assert checked >= {"epochs", "batch_size", "optimizer", "lr", "scheduler", "strategy", "eval_paths"}
+    help_text = " ".join(run("train", "--help").output.split())
+    for names in (DATASETS, OPTIMIZERS, SCHEDULERS, STRATEGIES):
+        assert all(name in help_text for name in names)
+
+
+def _hwnas(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "hwnas.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_killed_run_continues_rather_than_restarts(tmp_path):
+    args = ["train", "--space", "spos", *TINY, "--synthetic-size", "160", "--epochs", "5", "--progress",
+            "-o", str(tmp_path)]
+    first = _hwnas(*args)
+    checkpoint = tmp_path / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    done = torch.load(checkpoint, weights_only=True)["epoch"]
+    assert 1 <= done < 5, "killed after the first checkpoint and before the end"
+
+    second = _hwnas(*args)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert f"resuming {tmp_path} after epoch {done}/5" in err
+    assert [line.split()[1] for line in out.splitlines()] == [f"{e}/5" for e in range(done + 1, 6)]
+    assert [row["epoch"] for row in read_log(tmp_path)] == [1, 2, 3, 4, 5]
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 5
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_two_processes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "hwnas.cli", "train", "--space", "spos", *TINY, "--strategy", "fairness",
+                           "--epochs", "2", "-o", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch 2/2") == 1, "only rank 0 reports"
+    assert [row["epoch"] for row in read_log(tmp_path)] == [1, 2]

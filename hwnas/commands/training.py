@@ -42,7 +42,7 @@ def _data_options() -> list[Callable]:
                           "/usr/share/datasets/fashion-mnist]."),
         click.option("--download", is_flag=True, help="Download the dataset if it is missing."),
         click.option("--workers", type=int, default=0, show_default=True, help="Data-loading processes."),
-        click.option("--device", default="cpu", show_default=True, help="Torch device to train on: cpu or cuda."),
+        click.option("--device", default="cpu", show_default=True, help="Torch device to run on: cpu or cuda."),
     ]
 
 

@@ -314,4 +314,4 @@ def _differentiable_inputs(space, run_dir, dataset, data_root, download, batch_s
         raise ConfigError(f"the dataset must fit the table's input profile, but {dataset} gives "
                           f"{spec.channels}x{spec.resolution} images of {spec.num_classes} classes and the table "
                           f"was built for {profile.channels}x{profile.resolution}, {profile.num_classes} classes")
-    return supernet.train(), data
+    return supernet.to(memory_format=torch.channels_last).train(), data

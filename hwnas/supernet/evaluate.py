@@ -107,7 +107,7 @@ def load_supernet(run_dir: str | os.PathLike, device: str | torch.device = "cpu"
     except RuntimeError as exc:
         raise CheckpointError(f"the checkpoint in {run_dir} does not fit its space "
                               f"({' '.join(str(exc).split())[:200]})") from None
-    return supernet.to(device).eval(), stored.config
+    return supernet.to(device, memory_format=torch.channels_last).eval(), stored.config
 
 
 class SubnetEvaluator:

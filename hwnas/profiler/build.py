@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hwnas.devices import Device, Protocol, interleaved_measure
+from hwnas.devices import Device, Measurement, Protocol, interleaved_measure
 from hwnas.errors import TableError
 from hwnas.profiler.counting import block_cost
 from hwnas.supernet.ops import OpSpec
@@ -57,25 +57,25 @@ def header_mismatches(old: dict, new: dict) -> list[str]:
     return diffs
 
 
-def _example(block: BlockSpec) -> torch.Tensor:
-    return torch.randn(block.input_shape)
-
-
-def measure_blocks(blocks: list[BlockSpec], device: Device, protocol: Protocol,
-                   seed: int = 0) -> dict[str, tuple[object, object]]:
-    """Measure one batch of blocks (plus the reference block) in interleaved rounds."""
-    ref = reference_block(device.batch_size, blocks[0].dtype)
-    specs = {b.key: b for b in blocks}
-    specs[REFERENCE_KEY] = ref
+def measure_modules(modules: dict[str, tuple[torch.nn.Module, torch.Tensor]], device: Device, protocol: Protocol, *,
+                    reference: str | None = None, seed: int = 0) -> dict[str, Measurement]:
+    """Prepare every (module, example) on ``device``, time them in interleaved rounds, and release them."""
     runners = {}
     try:
-        for key, block in specs.items():
-            runners[key] = device.prepare(block.build().eval(), _example(block), protocol)
-        results = interleaved_measure(runners, protocol, reference=REFERENCE_KEY, seed=seed)
+        for key, (module, example) in modules.items():
+            runners[key] = device.prepare(module, example, protocol)
+        return interleaved_measure(runners, protocol, reference=reference, seed=seed)
     finally:
         for runner in runners.values():
             runner.close()
-    return {key: (specs[key], results[key]) for key in specs}
+
+
+def measure_blocks(blocks: list[BlockSpec], device: Device, protocol: Protocol, seed: int = 0) -> dict[str, Measurement]:
+    """Measure one batch of blocks together with the reference block (under `REFERENCE_KEY`)."""
+    specs = {b.key: b for b in blocks}
+    specs[REFERENCE_KEY] = reference_block(device.batch_size, blocks[0].dtype)
+    modules = {key: (block.build().eval(), torch.randn(block.input_shape)) for key, block in specs.items()}
+    return measure_modules(modules, device, protocol, reference=REFERENCE_KEY, seed=seed)
 
 
 def profile_space(space: SearchSpace, device: Device, path: str | Path, *, protocol: Protocol | None = None,
@@ -111,9 +111,9 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
         for start in range(0, len(todo), batch_blocks):
             batch = todo[start:start + batch_blocks]
             measured = measure_blocks(batch, device, protocol, seed=seed + start)
-            ref_ms = measured[REFERENCE_KEY][1].median_ms
+            ref_ms = measured[REFERENCE_KEY].median_ms
             for block in batch:
-                m = measured[block.key][1]
+                m = measured[block.key]
                 cost = block_cost(block.with_(batch=1, dtype="float32"))
                 writer.append(Record(block, m.median_ms, m.iqr_ms, m.rounds, m.calls_per_block, cost.macs,
                                      cost.params, {"attempts": m.attempts, "reference_ms": round(ref_ms, 6)}))

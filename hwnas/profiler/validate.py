@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from hwnas.devices import Device, Protocol, interleaved_measure
+from hwnas.devices import Device, Protocol
 from hwnas.errors import ConfigError, TableError
-from hwnas.profiler.build import device_header, header_mismatches
+from hwnas.profiler.build import device_header, header_mismatches, measure_modules
 from hwnas.supernet.space import Architecture
 from hwnas.tables import Calibration, LookupTable
 
@@ -90,23 +90,17 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
     measured = np.zeros(len(archs))
     for start in range(0, len(archs), chunk):
-        runners = {}
-        try:
-            for i in range(start, min(start + chunk, len(archs))):
-                runners[i] = device.prepare(space.build(archs[i]).eval(), torch.randn(shape), protocol)
-            results = interleaved_measure(runners, protocol, seed=seed + start)
-        finally:
-            for runner in runners.values():
-                runner.close()
-        for i, m in results.items():
-            measured[i] = m.median_ms
+        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape))
+                   for i in range(start, min(start + chunk, len(archs)))}
+        for key, m in measure_modules(modules, device, protocol, seed=seed + start).items():
+            measured[int(key)] = m.median_ms
         if on_progress:
             on_progress(min(start + chunk, len(archs)), len(archs))
     return measured
 
 
 def check_same_device(table: LookupTable, device: Device) -> None:
-    diffs = [d for d in header_mismatches(table.header, {**table.header, "device": device_header(device)})]
+    diffs = header_mismatches(table.header, {**table.header, "device": device_header(device)})
     if diffs:
         raise TableError(f"validation must run on the device the table was measured on, but {'; '.join(diffs[:3])}")
 

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from itertools import cycle, islice
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -167,7 +168,7 @@ class DifferentiableSearch(SearchStrategy):
             expected = float(table.expected([F.softmax(a / temperature, dim=0).double() for a in alphas]))
         log_probs = [F.log_softmax(a.detach(), dim=0) for a in alphas]
         indices = [int(p.argmax()) for p in log_probs]
-        argmax_ms = float(context.constraint.costs_indices(torch.tensor([indices]).numpy())[0, 0])
+        argmax_ms = float(context.constraint.costs_indices(np.array([indices]))[0, 0])
         indices, swaps = project_to_feasible(context, indices, log_probs)
         arch = space.from_indices(indices)
         # an evaluator given to the search scores as it scores every other strategy's candidates; without
@@ -188,8 +189,6 @@ def project_to_feasible(context: SearchContext, indices: list[int],
     Each move is the one that loses the least log-probability per millisecond saved, so the result stays
     as close to what α learned as the constraint allows. Returns the indices and the number of moves.
     """
-    import numpy as np
-
     constraint = context.constraint
     indices, moves = list(indices), 0
     while not constraint.feasible_indices(np.array([indices]))[0]:

@@ -83,6 +83,13 @@ def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None]
     seconds: dict[str, float] = {}
     download = settings.download or ensure_data(settings, say)
 
+    # every setting is checked before the first minute of work is spent
+    config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="uniform", width=settings.width,
+                       epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
+                       eval_paths=2, bn_batches=settings.bn_batches, data_root=settings.data_root,
+                       download=download)
+    make_strategy("evolution", population=settings.population, generations=settings.generations,
+                  parents=settings.parents)
     space = get_space(settings.space, "fashion-mnist", width=settings.width)
     device = get_device(settings.device)
     table_path = out / f"{settings.space}-fashion-mnist-{settings.device}.jsonl"
@@ -95,10 +102,6 @@ def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None]
     run_dir = out / "supernet"
     say(f"[2/4] training a uniform supernet for {settings.epochs} epochs on Fashion-MNIST -> {run_dir}")
     start = time.perf_counter()
-    config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="uniform", width=settings.width,
-                       epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
-                       eval_paths=2, bn_batches=settings.bn_batches, data_root=settings.data_root,
-                       download=download)
     train(config, run_dir)
     seconds["train"] = time.perf_counter() - start
 

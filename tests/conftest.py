@@ -22,3 +22,19 @@ def _restore_rng_state():
     torch.set_rng_state(torch_state)
     np.random.set_state(np_state)
     random.setstate(py_state)
+
+
+def _randomize_bn(net: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    return net
+
+
+@pytest.fixture
+def randomize_bn():
+    """Gives every BN a random scale and shift: zero-initialised residual blocks would otherwise make
+    every op of a residual layer compute the identity and hide differences between them."""
+    return _randomize_bn

@@ -105,6 +105,11 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool) -> None:
 @click.option("--strategy", default="uniform", show_default=True,
               help="Path sampling: uniform (one random path per step) or fairness (strict fairness: every op "
                    "of every layer once per step).")
+@click.option("--weight-sharing", type=click.Choice(["entangled", "independent"]), default="entangled",
+              show_default=True,
+              help="entangled: the MBConv ops of a layer share one set of conv weights (a k3 kernel is the centre "
+                   "of the k5 one, e3 the first channels of e6), which makes single-path supernets train; "
+                   "independent: every op has its own weights.")
 @click.option("--eval-paths", type=int, default=3, show_default=True,
               help="Fixed random paths validated after every epoch (0: none).")
 @click.option("--bn-batches", type=int, default=10, show_default=True,

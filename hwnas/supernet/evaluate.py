@@ -101,7 +101,7 @@ def load_supernet(run_dir: str | os.PathLike, device: str | torch.device = "cpu"
             "not a supernet", CheckpointError)
     require(stored.checkpoint is not None, f"{run_dir} holds no checkpoint yet; train at least one epoch",
             CheckpointError)
-    supernet = SuperNet(space_from_description(stored.space))
+    supernet = SuperNet(space_from_description(stored.space), stored.config.weight_sharing)
     try:
         supernet.load_state_dict(stored.checkpoint["model"])
     except RuntimeError as exc:

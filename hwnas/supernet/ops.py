@@ -202,9 +202,15 @@ class Head(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """He-normal convs, unit BN, small-normal classifier: the usual init of these mobile networks."""
+    """He-normal convs, unit BN, small-normal classifier: the usual init of these mobile networks.
+
+    The last BN of every residual MBConv starts at zero scale, so each residual block starts as the
+    identity (torchvision's ``zero_init_residual``, timm's ``zero_init_last``). In a supernet this
+    matters more than in one network: a randomly sampled op of a residual layer then adds nothing
+    until it has learnt something, instead of adding noise that changes with every sampled path.
+    """
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and m.weight is not None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
@@ -213,3 +219,6 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0, 0.01)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, MBConv) and m.residual:
+            nn.init.zeros_(m.project[1].weight)

@@ -56,7 +56,7 @@ from hwnas.supernet.evaluate import accuracy, calibration_batches, subnet_accura
 from hwnas.supernet.sampling import fair_paths, uniform_path
 from hwnas.supernet.space import Architecture, SearchSpace
 from hwnas.supernet.spaces import SPACES, get_space
-from hwnas.supernet.supernet import SuperNet
+from hwnas.supernet.supernet import WEIGHT_SHARING, SuperNet
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -80,13 +80,15 @@ class RunConfig:
     from scratch) is set. ``step_size`` is in epochs (default: a third of them). ``eval_paths`` fixed
     random paths are validated after every epoch, each after recalibrating BN on ``bn_batches``
     training batches; ``resolution`` overrides the dataset's input size; ``synthetic_*`` only matter
-    for the ``synthetic`` dataset.
+    for the ``synthetic`` dataset. ``weight_sharing`` is the supernet's parametrisation (see
+    `hwnas.supernet.supernet.LayerChoice`).
     """
 
     space: str
     dataset: str
     strategy: str | None = "uniform"
     arch: str | None = None
+    weight_sharing: str = "entangled"
     width: float = 1.0
     epochs: int = 50
     batch_size: int = 128
@@ -120,6 +122,8 @@ class RunConfig:
                 f"strategy={self.strategy!r}, arch={self.arch!r}")
         if self.strategy is not None:
             STRATEGIES.get(self.strategy)
+        require(self.weight_sharing in WEIGHT_SHARING,
+                f"weight sharing must be one of {', '.join(WEIGHT_SHARING)}, but got {self.weight_sharing!r}")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, but got {self.device!r}")
         require(self.batch_size >= 1, f"batch size must be >= 1, but got batch_size={self.batch_size}")
         require(self.epochs >= 1, f"epochs must be >= 1, but got epochs={self.epochs}")
@@ -165,7 +169,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return cls(**data)
+        # runs written before weight sharing was a setting trained ops with independent weights
+        return cls(**{"weight_sharing": "independent", **data})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -577,7 +582,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, progress: bool = Tru
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank and every attempt
         # channels_last: depthwise convolutions train 1.6x faster in it on CPUs (and no slower on GPUs)
-        model: nn.Module = (SuperNet(space) if arch is None else space.build(arch)).to(
+        model: nn.Module = (SuperNet(space, config.weight_sharing) if arch is None else space.build(arch)).to(
             ranks.device, memory_format=torch.channels_last)
         optimizer = OPTIMIZERS.get(config.optimizer)(model.parameters(), config)
         scheduler = SCHEDULERS.get(config.scheduler)(optimizer, config, len(loaders.train))

@@ -62,10 +62,10 @@ def _batch(n: int = 8):
 
 
 @pytest.mark.parametrize("space_name", ["spos", "fbnet"])
-def test_fairness_trains_every_op_of_every_layer_once_per_step(space_name):
+def test_fairness_trains_every_op_of_every_layer_once_per_step(space_name, randomize_bn):
     space, strategy = _strategy("fairness", space_name)
     torch.manual_seed(0)
-    net = SuperNet(space)
+    net = randomize_bn(SuperNet(space))  # zero-initialised residual BNs would stop gradients before them
     calls = [Counter() for _ in net.layers]
     for counter, layer in zip(calls, net.layers):
         for name, op in layer.ops.items():
@@ -75,14 +75,14 @@ def test_fairness_trains_every_op_of_every_layer_once_per_step(space_name):
     optimizer.register_step_post_hook(lambda *_: updates.update(["step"]))
     images, labels = _batch()
     for step in range(1, 4):
-        before = {name: p.detach().clone() for name, p in net.named_parameters()}
+        optimizer.zero_grad(set_to_none=True)
         result = strategy.step(net, images, labels, criterion=torch.nn.CrossEntropyLoss(), optimizer=optimizer,
                                step=step)
         assert updates["step"] == step, "one optimizer update per step"
         for layer, counter in zip(space.layers, calls):
             assert counter == {op: step for op in layer.op_names}, f"layer {layer.name}"
-        changed = {name for name, p in net.named_parameters() if not torch.equal(before[name], p)}
-        assert changed == {name for name, _ in net.named_parameters()}, "every op received a gradient"
+        reached = {name for name, p in net.named_parameters() if p.grad is not None}
+        assert reached == {name for name, _ in net.named_parameters()}, "every op received a gradient"
         assert result.seen == len(labels) * max(space.num_ops)
 
 

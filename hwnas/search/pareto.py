@@ -63,6 +63,8 @@ class Series:
     front_archs: tuple[str, ...]
     target_ms: float | None
     measured_ms: np.ndarray | None = None
+    best_ms: float | None = None  # the architecture the search returned (best.json), constraining table only
+    best_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,14 @@ def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = N
             feasible = frame["feasible"].to_numpy(bool)
             front = pareto_front(np.where(feasible, latency, np.nan), accuracy)
             device = record.devices[label]
+            constraining = label == labels[0]
+            best = record.best if constraining and record.best is not None else {}
+            best_ms = best.get("latency_ms", {}).get(label)
             series.append(Series(
                 f"{record.name} ({label})", record.name, label, device, latency, accuracy, feasible, front,
-                tuple(frame["arch"].iloc[front.index]), record.target_ms if label == labels[0] else None))
+                tuple(frame["arch"].iloc[front.index]), record.target_ms if constraining else None,
+                best_ms=None if best_ms is None else float(best_ms),
+                best_accuracy=None if best_ms is None else float(best["accuracy"])))
             if record.references is not None and latency_column(label) in record.references:
                 for _, row in record.references.iterrows():
                     ms = float(row[latency_column(label)])
@@ -129,8 +136,8 @@ def measure_front(data: ChartData, records: Sequence[SearchRecord],
                   on_progress: Callable[[int, int], None] | None = None) -> ChartData:
     """``data`` with each series' front measured end to end on its table's device (as `hwnas validate`
     measures: same device settings and protocol as the table), which must be this machine's."""
-    from hwnas.devices import Protocol, get_device
-    from hwnas.profiler.validate import check_same_device, measure_archs
+    from hwnas.devices import Protocol
+    from hwnas.profiler.validate import check_same_device, measure_archs, table_device
     from hwnas.tables import LookupTable
 
     by_name = {r.name: r for r in records}
@@ -142,10 +149,7 @@ def measure_front(data: ChartData, records: Sequence[SearchRecord],
             raise TableError(f"measuring the front needs the table file of {s.table!r}, but search {record.path} "
                              f"was run with an in-memory table")
         table = LookupTable.load(entry["path"])
-        comparable = table.header["device"].get("comparable", {})
-        precision = comparable.get("precision")
-        device = get_device(table.header["device"]["name"], threads=comparable.get("threads"),
-                            batch_size=table.header["batch"], **({"precision": precision} if precision else {}))
+        device = table_device(table)
         check_same_device(table, device)
         archs = [table.space.validate(a) for a in s.front_archs]
         ms = measure_archs(table, device, archs, Protocol.from_dict(table.header["protocol"]), on_progress=on_progress)

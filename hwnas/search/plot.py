@@ -1,7 +1,9 @@
 """Drawing a `ChartData` (from `hwnas.search.pareto`) with matplotlib's Agg backend.
 
-Per series, one colour: all candidates faint (infeasible ones as crosses), the Pareto front bold, the
-target as a dashed vertical line, the measured front as hollow squares joined to the predicted points.
+Per series, one colour: all candidates faint (infeasible ones as crosses), the Pareto front bold (earlier
+series drawn wider underneath, so fronts that coincide stay visible), the returned architecture as a large
+diamond, the target as a dashed vertical line, the measured front as hollow squares joined to the
+predicted points. The legend sits below the axes, where it cannot hide a point.
 Reference architectures with an accuracy are black stars with their name; those without are named ticks
 on the latency axis.
 """
@@ -27,7 +29,7 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.transforms import blended_transform_factory
 
-    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    fig = Figure(figsize=(9, 6.5 + 0.25 * max(0, len(data.series) - 2)), layout="constrained")
     ax = fig.add_subplot()
     colours = matplotlib.colormaps["tab10"].colors
     # a target shared by several series is drawn once, in grey; one series' own target in its colour
@@ -35,6 +37,7 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
     for i, s in enumerate(data.series):
         if s.target_ms is not None:
             owners.setdefault(s.target_ms, []).append(i)
+    n = len(data.series)
     for i, s in enumerate(data.series):
         colour = colours[i % len(colours)]
         ok = s.feasible
@@ -43,8 +46,12 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
             ax.scatter(s.latency_ms[~ok], s.accuracy[~ok], s=14, color=colour, alpha=0.25, marker="x",
                        linewidths=0.8)
         # steps: any latency between two front points buys the accuracy of the faster one
-        ax.plot(s.front.latency_ms, s.front.accuracy, "o-", color=colour, linewidth=2.2, markersize=5,
-                drawstyle="steps-post", label=f"{s.label}: Pareto front ({len(s.latency_ms)} candidates)", zorder=3)
+        ax.plot(s.front.latency_ms, s.front.accuracy, "o-", color=colour, linewidth=2 + 2.5 * (n - 1 - i) / max(n - 1, 1),
+                markersize=5 + 3 * (n - 1 - i) / max(n - 1, 1), drawstyle="steps-post",
+                label=f"{s.label}: Pareto front ({len(s.latency_ms)} candidates)", zorder=3 + i / n)
+        if s.best_ms is not None:
+            ax.plot([s.best_ms], [s.best_accuracy], "D", color=colour, markersize=9 + 5 * (n - 1 - i) / max(n - 1, 1), markeredgecolor="black",
+                    markeredgewidth=1, label=f"{s.label}: returned architecture", zorder=5)
         if s.measured_ms is not None:
             # each front point joined to its measurement at the same accuracy: the gap is the table's error
             for predicted, measured_ms, acc in zip(s.front.latency_ms, s.measured_ms, s.front.accuracy):
@@ -73,7 +80,8 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
     ax.set_ylabel(data.ylabel)
     ax.set_title(f"accuracy vs latency: {data.title}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.08, y=0.08)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2 if n > 1 else 1, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path

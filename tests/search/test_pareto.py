@@ -65,6 +65,7 @@ def test_chart_data_of_one_search(searches):
     assert series.table == "cpu" and series.device == "cpu" and series.target_ms == target
     assert len(series.latency_ms) == len(record.candidates) == 30
     assert series.front.index.size >= 1 and series.front_archs[-1] == record.best["arch"]
+    assert series.best_ms == record.best["latency_ms"]["cpu"] and series.best_accuracy == record.best["accuracy"]
     assert data.xlabel == "latency (ms) on cpu" and data.ylabel == "validation accuracy (%)"
     (spos,) = data.references  # the SPOS reference is an architecture of this space: evaluated
     assert spos.name == "SPOS" and spos.accuracy is not None
@@ -77,6 +78,7 @@ def test_chart_data_overlays_searches_and_devices(searches):
     assert [(s.search, s.table) for s in data.series] == [("evolution", "cpu"), ("evolution", "phone"),
                                                           ("random", "cpu"), ("random", "phone")]
     assert [s.target_ms for s in data.series] == [target, None, target, None]  # only the constraining table
+    assert [s.best_ms is not None for s in data.series] == [True, False, True, False]
     assert data.xlabel == "latency (ms) on cpu, phone"
     assert {(m.name, m.table) for m in data.references} == {("SPOS", "cpu"), ("SPOS", "phone")}
     with pytest.raises(ConfigError, match=r"tables to plot must be among those of search .* \(cpu, phone\), but got "
@@ -91,6 +93,20 @@ def test_drawing_writes_the_format_of_the_extension(searches, tmp_path, suffix):
     path = draw_chart(data, tmp_path / f"pareto{suffix}")
     head = path.read_bytes()[:8]
     assert {".png": head.startswith(b"\x89PNG"), ".svg": b"<?xml" in head, ".pdf": head.startswith(b"%PDF")}[suffix]
+
+
+def test_legend_sits_outside_the_axes(searches, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    root, _ = searches
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: saved.append(self))
+    draw_chart(chart_data([load_search(root / "evolution"), load_search(root / "random")]), tmp_path / "p.png")
+    (fig,) = saved
+    (ax,) = fig.axes
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "evolution (cpu): returned architecture" in labels and "reference architectures" in labels
 
 
 def test_drawing_refuses_other_formats(searches, tmp_path):

@@ -1,4 +1,6 @@
+import gzip
 import random
+import struct
 
 import numpy as np
 import pytest
@@ -38,3 +40,39 @@ def randomize_bn():
     """Gives every BN a random scale and shift: zero-initialised residual blocks would otherwise make
     every op of a residual layer compute the identity and hide differences between them."""
     return _randomize_bn
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The idx format: magic 0x0800 + ndim (unsigned bytes), big-endian dimensions, then the data."""
+    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_fashion_mnist(folder, n_train: int, n_test: int, *, gzipped: bool = True):
+    """Fashion-MNIST-format idx files in ``folder``: gzipped as Debian installs them, or plain as torchvision's
+    ``FashionMNIST/raw/`` holds them. Image i is a flat grey level i (mod 256) of class i % 10, so tests can
+    tell which images a loader returned."""
+    grey = np.arange(n_train + n_test) % 256
+    images = np.repeat(grey[:, None, None], 28, axis=1).repeat(28, axis=2)
+    labels = np.arange(n_train + n_test) % 10
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": images[:n_train], "train-labels-idx1-ubyte": labels[:n_train],
+              "t10k-images-idx3-ubyte": images[n_train:], "t10k-labels-idx1-ubyte": labels[n_train:]}
+    for name, array in arrays.items():
+        if gzipped:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(_idx_bytes(array)))
+        else:
+            (folder / name).write_bytes(_idx_bytes(array))
+    return folder
+
+
+@pytest.fixture
+def write_fashion_mnist():
+    """``write_fashion_mnist(folder, n_train, n_test, gzipped=True)`` writes tiny Fashion-MNIST files."""
+    return _write_fashion_mnist
+
+
+@pytest.fixture
+def debian_fashion(tmp_path):
+    """The Debian package's layout: the four gzipped idx files directly in one folder."""
+    return _write_fashion_mnist(tmp_path / "debian", 30, 10)

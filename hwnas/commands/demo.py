@@ -19,6 +19,8 @@ def register(cli: click.Group) -> None:
               type=click.Path(file_okay=False, path_type=Path), help="Directory for every file the demo writes.")
 @click.option("--space", default="fbnet", show_default=True)
 @click.option("--width", type=float, default=0.25, show_default=True)
+@click.option("--resolution", type=int, default=16, show_default=True,
+              help="Input size: Fashion-MNIST's 28x28 images are resized to it.")
 @click.option("--device", default="ort-mobile", show_default=True, help="Device the table is measured on.")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Supernet training epochs.")
 @click.option("--generations", type=int, default=4, show_default=True, help="Evolution generations per target.")
@@ -27,12 +29,13 @@ def register(cli: click.Group) -> None:
 @click.option("--download", is_flag=True, help="Download Fashion-MNIST even if it is found nowhere (it is "
                                                "downloaded anyway, with a message, when missing).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(output, space, width, device, epochs, generations, population, data_root, download, seed) -> None:
+def demo(output, space, width, resolution, device, epochs, generations, population, data_root, download, seed) -> None:
     """The whole pipeline in minutes on a CPU: profile a lookup table, train a supernet on Fashion-MNIST,
     run evolution at three latency targets, draw the Pareto chart and summarise."""
     from hwnas.demo import DemoSettings, run_demo
 
-    settings = DemoSettings(space=space, width=width, device=device, epochs=epochs, generations=generations,
+    settings = DemoSettings(space=space, width=width, resolution=resolution, device=device, epochs=epochs,
+                            generations=generations,
                             population=population, data_root=data_root, download=download, seed=seed)
     start = time.perf_counter()
     result = run_demo(output, settings, say=lambda text: click.echo(text, err=True))
@@ -44,9 +47,10 @@ def demo(output, space, width, device, epochs, generations, population, data_roo
                f"search {result.seconds['search']:.0f} s, total {total:.0f} s")
     click.echo(f"table  {result.table}\nrun    {result.run_dir}\nsearch {result.search_dir}\nchart  {result.chart}")
     click.echo("the same by hand:\n"
-               f"  hwnas profile --space {space} --input fashion-mnist --width {width} --device {device} -o {result.table}\n"
-               f"  hwnas train --space {space} --dataset fashion-mnist --width {width} --strategy uniform "
-               f"--epochs {epochs} -o {result.run_dir}\n"
+               f"  hwnas profile --space {space} --input fashion-mnist --width {width} --resolution {resolution} "
+               f"--device {device} -o {result.table}\n"
+               f"  hwnas train --space {space} --dataset fashion-mnist --width {width} --resolution {resolution} "
+               f"--strategy uniform --epochs {epochs} -o {result.run_dir}\n"
                f"  hwnas search --strategy evolution --space {space} --table {result.table} --target-latency "
                f"{','.join(f'{t:g}ms' for t in result.targets_ms)} --supernet {result.run_dir} -o {result.search_dir}\n"
                f"  hwnas plot {result.search_dir} -o {result.chart}")

@@ -75,6 +75,8 @@ def devices(fmt: str) -> None:
 @click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
 @click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of the space.")
+@click.option("--resolution", type=int, default=None,
+              help="Input size, as `hwnas train --resolution` resizes images [default: the input profile's].")
 @click.option("--device", "device_name", default="cpu", show_default=True, help="Device backend (see `hwnas devices`).")
 @click.option("--threads", type=int, default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
 @click.option("--batch-size", type=int, default=1, show_default=True)
@@ -87,7 +89,7 @@ def devices(fmt: str) -> None:
                                             "(the old file is kept as FILE.bak).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file (JSON Lines). An existing one is resumed.")
-def profile(space_name, profile_name, width, device_name, threads, batch_size, precision, rounds, min_block_ms,
+def profile(space_name, profile_name, width, resolution, device_name, threads, batch_size, precision, rounds, min_block_ms,
             rotate, warmup_ms, force, output) -> None:
     """Measure every block of a space on a device into a lookup table.
 
@@ -98,7 +100,7 @@ def profile(space_name, profile_name, width, device_name, threads, batch_size, p
     from hwnas.profiler.build import profile_space
     from hwnas.supernet.spaces import get_space
 
-    space = get_space(space_name, profile_name, width=width)
+    space = get_space(space_name, profile_name, width=width, resolution=resolution)
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
     start = time.perf_counter()
     result = profile_space(space, device, output, protocol=_protocol(rounds, min_block_ms, rotate, warmup_ms), force=force,
@@ -197,15 +199,11 @@ def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None
     """
     import pandas as pd
 
-    from hwnas.devices import get_device
-    from hwnas.profiler.validate import validate_table
+    from hwnas.profiler.validate import table_device, validate_table
     from hwnas.tables import LookupTable
 
     t = LookupTable.load(path)
-    comparable = t.header["device"]["comparable"]
-    precision = comparable.get("precision")
-    device = get_device(t.header["device"]["name"], threads=comparable.get("threads"),
-                        batch_size=t.header["batch"], **({"precision": precision} if precision else {}))
+    device = table_device(t)
     report = validate_table(t, device, archs=archs, seed=seed,
                             on_progress=_progress(f"measuring {archs} architectures"))
     if details:

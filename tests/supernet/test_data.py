@@ -159,36 +159,9 @@ def test_missing_cifar_defaults_to_the_data_root_env(tmp_path, monkeypatch):
 # --- Fashion-MNIST -------------------------------------------------------------------------------------
 
 
-def _idx_bytes(array):
-    """The idx format: magic 0x0800 + ndim (unsigned bytes), big-endian dimensions, then the data."""
-    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def _write_idx_gz(path, array):
-    path.write_bytes(gzip.compress(_idx_bytes(array)))
-
-
-def _fashion_arrays(n_train, n_test):
-    grey = np.arange(n_train + n_test, dtype=np.uint8)
-    images = np.repeat(grey[:, None, None], 28, axis=1).repeat(28, axis=2)
-    labels = grey % 10
-    return {
-        "train-images-idx3-ubyte": images[:n_train],
-        "train-labels-idx1-ubyte": labels[:n_train],
-        "t10k-images-idx3-ubyte": images[n_train:],
-        "t10k-labels-idx1-ubyte": labels[n_train:],
-    }
-
-
-@pytest.fixture
-def debian_fashion(tmp_path):
-    """The Debian package's layout: the four gzipped idx files directly in one folder."""
-    folder = tmp_path / "debian"
-    folder.mkdir()
-    for name, array in _fashion_arrays(30, 10).items():
-        _write_idx_gz(folder / f"{name}.gz", array)
-    return folder
+    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
 def test_fashion_mnist_reads_the_debian_layout(debian_fashion):
@@ -213,12 +186,10 @@ def test_fashion_mnist_without_root_falls_back_to_the_debian_folder(debian_fashi
     assert len(loaders.test.dataset) == 10
 
 
-def test_fashion_mnist_prefers_the_default_root_in_torchvision_layout(debian_fashion, tmp_path, monkeypatch):
+def test_fashion_mnist_prefers_the_default_root_in_torchvision_layout(debian_fashion, tmp_path, monkeypatch,
+                                                                     write_fashion_mnist):
     cache = tmp_path / "cache"
-    raw = cache / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, array in _fashion_arrays(20, 4).items():
-        (raw / name).write_bytes(_idx_bytes(array))
+    write_fashion_mnist(cache / "FashionMNIST" / "raw", 20, 4, gzipped=False)
     monkeypatch.setenv("HWNAS_DATA", str(cache))
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian_fashion)
     loaders = build_loaders("fashion-mnist", batch_size=4)

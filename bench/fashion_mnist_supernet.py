@@ -35,12 +35,13 @@ def main() -> None:
     parser.add_argument("--bn-batches", type=int, default=10)
     parser.add_argument("--subnets", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--weight-sharing", default="entangled", choices=["entangled", "independent"])
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     config = RunConfig(space="fbnet", dataset=args.dataset, strategy="uniform", width=args.width,
                        resolution=args.resolution, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       eval_paths=args.eval_paths, bn_batches=args.bn_batches)
+                       eval_paths=args.eval_paths, bn_batches=args.bn_batches, weight_sharing=args.weight_sharing)
     started = time.perf_counter()
     result = train(config, args.run_dir, on_epoch=lambda stats: print(stats.summary(config.epochs), flush=True))
     if result.rank != 0:

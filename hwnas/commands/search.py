@@ -307,7 +307,9 @@ def _differentiable_inputs(space, run_dir, dataset, data_root, download, batch_s
         supernet = SuperNet(space)
     if dataset is None:
         raise ConfigError("differentiable search trains on a dataset, but got neither --dataset nor --supernet")
-    data = build_loaders(dataset, data_root, batch_size=batch_size or 64, seed=seed, download=download)
+    # images at the table's resolution (a supernet trained with `hwnas train --resolution` was trained at it)
+    data = build_loaders(dataset, data_root, batch_size=batch_size or 64, seed=seed, download=download,
+                         resolution=space.profile.resolution)
     spec = data.spec
     profile = space.profile
     if (spec.channels, spec.resolution, spec.num_classes) != (profile.channels, profile.resolution, profile.num_classes):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from hwnas.devices import Device, Protocol
+from hwnas.devices import Device, Protocol, get_device
 from hwnas.errors import ConfigError, TableError
 from hwnas.profiler.build import device_header, header_mismatches, measure_modules
 from hwnas.supernet.space import Architecture
@@ -97,6 +97,14 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
         if on_progress:
             on_progress(min(start + chunk, len(archs)), len(archs))
     return measured
+
+
+def table_device(table: LookupTable) -> Device:
+    """The device backend with the settings ``table`` was measured with (threads, batch, precision)."""
+    comparable = table.header["device"].get("comparable", {})
+    precision = comparable.get("precision")
+    return get_device(table.header["device"]["name"], threads=comparable.get("threads"),
+                      batch_size=table.header["batch"], **({"precision": precision} if precision else {}))
 
 
 def check_same_device(table: LookupTable, device: Device) -> None:

@@ -19,7 +19,7 @@ from scipy.stats import kendalltau
 
 from hwnas.devices import Device, Protocol, get_device
 from hwnas.errors import ConfigError, TableError
-from hwnas.profiler.build import device_header, header_mismatches, measure_modules
+from hwnas.profiler.build import REFERENCE_KEY, device_header, header_mismatches, measure_modules, reference_block
 from hwnas.supernet.space import Architecture
 from hwnas.tables import Calibration, LookupTable
 
@@ -97,6 +97,40 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
         if on_progress:
             on_progress(min(start + chunk, len(archs)), len(archs))
     return measured
+
+
+def reference_level(table: LookupTable) -> float | None:
+    """The median time of the reference block over the batches that built ``table`` (None if not recorded)."""
+    refs = [r.extra.get("reference_ms") for r in table.records.values()]
+    refs = [float(v) for v in refs if v]
+    return float(np.median(refs)) if refs else None
+
+
+def measure_archs_against_reference(table: LookupTable, device: Device, archs: list[Architecture],
+                                    protocol: Protocol, chunk: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """End-to-end latency of whole networks, raw and normalised to the machine state the table was built in.
+
+    The table's reference block is timed with every chunk of networks; each chunk's times are scaled by
+    (the reference's median over the table build) / (its time beside this chunk). On a machine whose speed
+    shifts between states (a shared VM), that removes the shift that hits whole networks and table alike.
+    """
+    level = reference_level(table)
+    if level is None:
+        raise TableError(f"table {table._name()} records no reference block times; profile it again")
+    space = table.space
+    shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
+    ref = reference_block(device.batch_size, table.header["dtype"])
+    raw, normalised = np.zeros(len(archs)), np.zeros(len(archs))
+    for start in range(0, len(archs), chunk):
+        index = range(start, min(start + chunk, len(archs)))
+        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in index}
+        modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
+        measured = measure_modules(modules, device, protocol, reference=REFERENCE_KEY, seed=seed + start)
+        factor = level / measured[REFERENCE_KEY].median_ms
+        for i in index:
+            raw[i] = measured[str(i)].median_ms
+            normalised[i] = raw[i] * factor
+    return raw, normalised
 
 
 def table_device(table: LookupTable) -> Device:

@@ -169,3 +169,26 @@ def test_corrupt_table(tmp_path):
     path.write_text("garbage\n")
     one_line_error(run("table", "show", path), "line 1 is not JSON")
     one_line_error(run("validate", path), "line 1 is not JSON")
+
+
+def test_whole_networks_measured_against_the_tables_reference(cpu_table):
+    import random
+
+    import numpy as np
+
+    from hwnas.devices import Protocol
+    from hwnas.errors import TableError
+    from hwnas.profiler.validate import measure_archs_against_reference, reference_level, table_device
+    from hwnas.search.testing import synthetic_table
+
+    table = LookupTable.load(cpu_table)
+    level = reference_level(table)
+    assert level == np.median([r.extra["reference_ms"] for r in table.records.values()]) and level > 0
+    archs = [table.space.sample(random.Random(i)) for i in range(3)]
+    quick = Protocol(warmup_s=0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0)
+    raw, normalised = measure_archs_against_reference(table, table_device(table), archs, quick, chunk=2)
+    assert raw.shape == normalised.shape == (3,) and (raw > 0).all() and (normalised > 0).all()
+    factors = normalised / raw  # one factor per chunk: the reference's level over its time beside the chunk
+    assert factors[0] == pytest.approx(factors[1]) and factors[2] > 0
+    with pytest.raises(TableError, match="records no reference block times"):
+        measure_archs_against_reference(synthetic_table(table.space), table_device(table), archs[:1], quick)

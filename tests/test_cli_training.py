@@ -21,12 +21,7 @@ TINY = ["--dataset", "synthetic", "--width", "0.25", "--resolution", "8", "--syn
         "--batch-size", "16", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(*args: str):

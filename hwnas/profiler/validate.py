@@ -86,17 +86,31 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
                   chunk: int = 6, seed: int = 0,
                   on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """End-to-end latency of whole networks, measured in interleaved chunks like table entries."""
+    return _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress, with_reference=False)[0]
+
+
+def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
+                    seed: int, on_progress: Callable[[int, int], None] | None,
+                    with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each network's median and, ``with_reference``, that of the reference block timed in its chunk."""
     space = table.space
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
-    measured = np.zeros(len(archs))
+    ref = reference_block(device.batch_size, table.header["dtype"])
+    measured, reference_ms = np.zeros(len(archs)), np.full(len(archs), np.nan)
     for start in range(0, len(archs), chunk):
-        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape))
-                   for i in range(start, min(start + chunk, len(archs)))}
-        for key, m in measure_modules(modules, device, protocol, seed=seed + start).items():
-            measured[int(key)] = m.median_ms
+        index = range(start, min(start + chunk, len(archs)))
+        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in index}
+        if with_reference:
+            modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
+        results = measure_modules(modules, device, protocol, reference=REFERENCE_KEY if with_reference else None,
+                                  seed=seed + start)
+        for i in index:
+            measured[i] = results[str(i)].median_ms
+            if with_reference:
+                reference_ms[i] = results[REFERENCE_KEY].median_ms
         if on_progress:
-            on_progress(min(start + chunk, len(archs)), len(archs))
-    return measured
+            on_progress(index.stop, len(archs))
+    return measured, reference_ms
 
 
 def reference_level(table: LookupTable) -> float | None:
@@ -117,20 +131,8 @@ def measure_archs_against_reference(table: LookupTable, device: Device, archs: l
     level = reference_level(table)
     if level is None:
         raise TableError(f"table {table._name()} records no reference block times; profile it again")
-    space = table.space
-    shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
-    ref = reference_block(device.batch_size, table.header["dtype"])
-    raw, normalised = np.zeros(len(archs)), np.zeros(len(archs))
-    for start in range(0, len(archs), chunk):
-        index = range(start, min(start + chunk, len(archs)))
-        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in index}
-        modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
-        measured = measure_modules(modules, device, protocol, reference=REFERENCE_KEY, seed=seed + start)
-        factor = level / measured[REFERENCE_KEY].median_ms
-        for i in index:
-            raw[i] = measured[str(i)].median_ms
-            normalised[i] = raw[i] * factor
-    return raw, normalised
+    raw, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, None, with_reference=True)
+    return raw, raw * level / reference_ms
 
 
 def table_device(table: LookupTable) -> Device:

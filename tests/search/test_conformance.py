@@ -43,15 +43,7 @@ def name(request):
     return request.param
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a shared 2-core machine can make a small training step many times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def search(name, space, tables, target_ms, *, seed=0, evaluator=None, **kwargs):

@@ -19,12 +19,7 @@ from hwnas.supernet.spaces import get_space, space_from_description
 from hwnas.supernet.supernet import SuperNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

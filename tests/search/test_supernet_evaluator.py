@@ -13,13 +13,7 @@ from hwnas.search.testing import synthetic_table, tiny_supernet_run
 from hwnas.supernet.spaces import get_space
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a shared 2-core machine can make a tiny forward a hundred times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ TINY = dict(space="spos", dataset="synthetic", width=0.25, resolution=8, synthet
             epochs=1, eval_paths=0, bn_batches=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

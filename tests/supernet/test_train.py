@@ -33,13 +33,7 @@ TINY = dict(dataset="synthetic", width=0.25, resolution=8, synthetic_size=64, ba
             bn_batches=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two OpenMP threads on a busy two-core machine spend most of their time waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**changes) -> RunConfig:

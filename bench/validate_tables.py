@@ -2,7 +2,7 @@
 
 For each (space, device): build (or reuse) the table, measure N random architectures end to end, fit the
 calibration on half and print the held-out figures of the raw table sum, the calibrated table and the
-fitted-MACs baseline side by side.
+fitted-MACs baseline side by side. Per-architecture figures go beside each table as ``*.archs.csv``.
 
     python bench/validate_tables.py --spaces fbnet,proxylessnas --devices ort-mobile,cpu --archs 100
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
@@ -39,6 +41,7 @@ def main() -> None:
             table = profile_space(get_space(space_name, args.input), device, path)
             report = validate_table(table, device, archs=args.archs, seed=args.seed)
             seconds = time.perf_counter() - start
+            pd.DataFrame(report.arch_rows()).to_csv(path.with_suffix(".archs.csv"), index=False)
             for row in report.rows():
                 print(f"{space_name:<14}{device_name:<12}{row['predictor']:<20}{row['mean_abs_pct_error']:>8.2f}"
                       f"{100 * row['within_5pct']:>7.0f}%{100 * row['within_10pct']:>7.0f}%{row['kendall_tau']:>8.3f}"

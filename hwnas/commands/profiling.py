@@ -34,11 +34,13 @@ def _progress(label: str):
     return update
 
 
-def _protocol(rounds: int | None, min_block_ms: float | None, rotate: int | None, warmup_ms: float | None):
+def _protocol(rounds: int | None, min_block_ms: float | None, rotate: int | None, warmup_ms: float | None,
+              statistic: str | None = None, drift_correction: bool | None = None):
     from hwnas.devices import Protocol
 
     overrides = {k: v for k, v in (("rounds", rounds), ("min_block_s", min_block_ms and min_block_ms / 1e3),
-                                   ("rotate", rotate), ("warmup_s", warmup_ms and warmup_ms / 1e3))
+                                   ("rotate", rotate), ("warmup_s", warmup_ms and warmup_ms / 1e3),
+                                   ("statistic", statistic), ("drift_correction", drift_correction))
                  if v is not None}
     return Protocol(**overrides)
 
@@ -85,12 +87,18 @@ def devices(fmt: str) -> None:
 @click.option("--min-block-ms", type=float, default=None, help="Target duration of one timed block (default 20).")
 @click.option("--rotate", type=int, default=None, help="Copies of weights and inputs cycled through (default 4).")
 @click.option("--warmup-ms", type=float, default=None, help="Warm-up of each entry before timing (default 100).")
+@click.option("--statistic", type=click.Choice(["min", "median"]), default=None,
+              help="Which summary of an entry's timed blocks is its latency (default min: other work on the machine "
+                   "only adds time; median and IQR are recorded either way).")
+@click.option("--drift-correction/--no-drift-correction", default=None,
+              help="Scale each batch of entries by the reference block's drift since the table was started "
+                   "(default on; raw times are kept in every record).")
 @click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
                                             "(the old file is kept as FILE.bak).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file (JSON Lines). An existing one is resumed.")
 def profile(space_name, profile_name, width, resolution, device_name, threads, batch_size, precision, rounds, min_block_ms,
-            rotate, warmup_ms, force, output) -> None:
+            rotate, warmup_ms, statistic, drift_correction, force, output) -> None:
     """Measure every block of a space on a device into a lookup table.
 
     Each distinct block (stem and head included) is measured once; records are written as they finish,
@@ -103,7 +111,8 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
     space = get_space(space_name, profile_name, width=width, resolution=resolution)
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
     start = time.perf_counter()
-    result = profile_space(space, device, output, protocol=_protocol(rounds, min_block_ms, rotate, warmup_ms), force=force,
+    result = profile_space(space, device, output, protocol=_protocol(rounds, min_block_ms, rotate, warmup_ms, statistic, drift_correction),
+                           force=force,
                            on_progress=_progress(f"profiling {space_name} on {device_name}"))
     rel = np.array([r.rel_iqr for r in result.records.values()])
     click.echo(f"{output}: {len(result.records)} blocks of {space_name}/{profile_name} on {device_name} "
@@ -188,7 +197,7 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write one CSV row per architecture (measured, table, calibrated, MACs, split).")
+              help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split).")
 @format_option
 def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None, fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.
@@ -213,6 +222,8 @@ def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None
         t.save()
     extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs),
              "fitted_on": len(report.fit_index), "tested_on": len(report.test_index),
+             "measured": "as timed" if report.timed_ms is None else
+                         f"drift-corrected to the reference level {t.header['reference_level_ms']} ms",
              "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
                             + (" (saved)" if save else "")}
     click.echo(render(report.rows(), fmt, extra=extra))

@@ -1,10 +1,10 @@
 """End-to-end validation of a lookup table: does the sum of blocks predict whole networks?
 
 Random architectures of the table's space are built as whole networks and measured on the same device
-with the same protocol. A calibration (latency = scale * table sum + offset) is fitted by least squares
-on one half and every figure is reported on the other half, so it says how well the table predicts
-architectures it was not fitted on. MACs, fitted the same way, are printed beside as the baseline that a
-latency table has to beat.
+with the same protocol, drift-corrected to the table's reference level as its blocks were. A calibration
+(latency = scale * table sum + offset) is fitted by least squares on one half and every figure is
+reported on the other half, so it says how well the table predicts architectures it was not fitted on.
+MACs, fitted the same way, are printed beside as the baseline that a latency table has to beat.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class ValidationReport:
     raw: Errors
     calibrated: Errors
     macs_baseline: Errors
+    timed_ms: np.ndarray | None = None  # as timed, before drift correction (None: measured_ms is as timed)
 
     def rows(self) -> list[dict]:
         """One row per predictor, for `hwnas.output.render`."""
@@ -63,10 +64,12 @@ class ValidationReport:
 
     def arch_rows(self) -> list[dict]:
         held_out = set(self.test_index.tolist())
-        return [{"arch": str(a), "measured_ms": float(m), "table_ms": float(t),
+        timed = self.measured_ms if self.timed_ms is None else self.timed_ms
+        return [{"arch": str(a), "measured_ms": float(m), "timed_ms": float(raw), "table_ms": float(t),
                  "calibrated_ms": float(self.calibration.apply(t)), "macs": int(c),
                  "split": "test" if i in held_out else "fit"}
-                for i, (a, m, t, c) in enumerate(zip(self.archs, self.measured_ms, self.table_ms, self.macs))]
+                for i, (a, m, raw, t, c) in enumerate(zip(self.archs, self.measured_ms, timed, self.table_ms,
+                                                          self.macs))]
 
 
 def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
@@ -85,14 +88,21 @@ def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
 def measure_archs(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol,
                   chunk: int = 6, seed: int = 0,
                   on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """End-to-end latency of whole networks, measured in interleaved chunks like table entries."""
-    return _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress, with_reference=False)[0]
+    """End-to-end latency of whole networks, measured in interleaved chunks like table entries.
+
+    When ``protocol.drift_correction`` is on and the table records its reference level, every chunk is
+    measured beside the reference block and scaled to that level exactly as the table's batches were.
+    """
+    level = table.header.get("reference_level_ms") if protocol.drift_correction else None
+    raw, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress,
+                                        with_reference=bool(level))
+    return raw * level / reference_ms if level else raw
 
 
 def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
                     seed: int, on_progress: Callable[[int, int], None] | None,
                     with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Each network's median and, ``with_reference``, that of the reference block timed in its chunk."""
+    """Each network's latency and, ``with_reference``, that of the reference block timed in its chunk."""
     space = table.space
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
     ref = reference_block(device.batch_size, table.header["dtype"])
@@ -103,18 +113,21 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
         if with_reference:
             modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
         results = measure_modules(modules, device, protocol, reference=REFERENCE_KEY if with_reference else None,
-                                  seed=seed + start)
+                                  seed=seed + start, steady_ms=reference_level(table) if with_reference else None)
         for i in index:
-            measured[i] = results[str(i)].median_ms
+            measured[i] = protocol.latency_ms(results[str(i)])
             if with_reference:
-                reference_ms[i] = results[REFERENCE_KEY].median_ms
+                reference_ms[i] = protocol.latency_ms(results[REFERENCE_KEY])
         if on_progress:
             on_progress(index.stop, len(archs))
     return measured, reference_ms
 
 
 def reference_level(table: LookupTable) -> float | None:
-    """The median time of the reference block over the batches that built ``table`` (None if not recorded)."""
+    """The reference block's level ``table`` was drift-corrected to; for tables made without drift correction
+    the median of the reference's times over their batches (None if none were recorded)."""
+    if table.header.get("reference_level_ms"):
+        return float(table.header["reference_level_ms"])
     refs = [r.extra.get("reference_ms") for r in table.records.values()]
     refs = [float(v) for v in refs if v]
     return float(np.median(refs)) if refs else None
@@ -122,11 +135,11 @@ def reference_level(table: LookupTable) -> float | None:
 
 def measure_archs_against_reference(table: LookupTable, device: Device, archs: list[Architecture],
                                     protocol: Protocol, chunk: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """End-to-end latency of whole networks, raw and normalised to the machine state the table was built in.
+    """End-to-end latency of whole networks, raw and normalised to the table's reference level.
 
     The table's reference block is timed with every chunk of networks; each chunk's times are scaled by
-    (the reference's median over the table build) / (its time beside this chunk). On a machine whose speed
-    shifts between states (a shared VM), that removes the shift that hits whole networks and table alike.
+    (the table's reference level) / (the reference's time beside this chunk), whatever the protocol's
+    ``drift_correction`` says, so that both figures can be compared.
     """
     level = reference_level(table)
     if level is None:
@@ -166,7 +179,10 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         table.set_calibration(calibration_before)
     table_ms = np.array([p.raw_latency_ms for p in predictions])
     macs = np.array([p.macs for p in predictions], dtype=float)
-    measured = measure_archs(table, device, sampled, protocol, seed=seed, on_progress=on_progress)
+    level = table.header.get("reference_level_ms") if protocol.drift_correction else None
+    timed, reference_ms = _measure_chunks(table, device, sampled, protocol, 6, seed, on_progress,
+                                          with_reference=bool(level))
+    measured = timed * level / reference_ms if level else timed
 
     order = np.random.default_rng(seed).permutation(len(sampled))
     fit, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
@@ -177,4 +193,5 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         sampled, measured, table_ms, macs, fit, test, calibration,
         raw=Errors.of(table_ms[test], measured[test]),
         calibrated=Errors.of(calibration.apply(table_ms[test]), measured[test]),
-        macs_baseline=Errors.of(mac_scale * macs[test] + mac_offset, measured[test]))
+        macs_baseline=Errors.of(mac_scale * macs[test] + mac_offset, measured[test]),
+        timed_ms=timed if level else None)

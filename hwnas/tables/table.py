@@ -48,7 +48,9 @@ class Record:
 
     @property
     def rel_iqr(self) -> float:
-        return self.iqr_ms / self.latency_ms if self.latency_ms > 0 else math.inf
+        """IQR / median of the timed blocks (tables whose latency is the median record no separate median)."""
+        median = self.extra.get("median_ms", self.latency_ms)
+        return self.iqr_ms / median if median > 0 else math.inf
 
     def to_json(self) -> dict:
         b = self.block.to_dict()

@@ -156,19 +156,58 @@ def test_interleaved_rounds_time_every_runner_once_per_round():
     assert not any(r.closed for r in runners.values())  # the caller owns the runners
 
 
-def test_noisy_entries_are_remeasured_and_reference_joins_every_round():
+@pytest.mark.parametrize("statistic", ["median", "min"])
+def test_noisy_entries_are_remeasured_and_reference_joins_every_round(statistic):
     log: list[str] = []
     runners = {
         "calm": ScriptedRunner("calm", 1e-3, log),
         "noisy": ScriptedRunner("noisy", 1e-3, log, jitter=0.5),
         "ref": ScriptedRunner("ref", 1e-3, log),
     }
-    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=2)
+    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=2, statistic=statistic)
     results = interleaved_measure(runners, protocol, reference="ref")
     assert results["calm"].attempts == 1 and results["calm"].rounds == 3
     assert results["noisy"].attempts == 3 and results["noisy"].rounds == 3
     assert results["ref"].rounds == 9  # every round of all three attempts
     assert log.count("calm") == 1 + 3  # one calibration block, then only the first attempt
+
+
+class SequenceRunner(Runner):
+    """Returns the scripted milliseconds per call, one per timed block."""
+
+    def __init__(self, ms: list[float]):
+        self.ms = iter(ms)
+
+    def time_block(self, number: int) -> float:
+        return next(self.ms) / 1e3
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("statistic, kept", [("median", [2.0, 2.0, 2.4]), ("min", [1.0, 2.0, 2.4])])
+def test_remeasuring_keeps_the_calmest_attempt_or_the_fastest(statistic, kept):
+    first, second = [2.0, 2.0, 2.4], [1.0, 2.0, 2.4]  # the second is noisier but has the fastest block
+    runner = SequenceRunner([50.0, *first, *second])  # a calibration block comes first
+    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=1, statistic=statistic)
+    result = interleaved_measure({"x": runner}, protocol)["x"]
+    assert result.times_ms == pytest.approx(kept) and result.attempts == 2
+
+
+def test_the_protocol_statistic_picks_the_latency():
+    m = Measurement.from_times([3.0, 1.0, 2.0, 9.0], calls_per_block=1)
+    assert Protocol(statistic="min").latency_ms(m) == m.min_ms == 1.0
+    assert Protocol(statistic="median").latency_ms(m) == m.median_ms == 2.5
+    assert Protocol().statistic == "min" and Protocol().drift_correction
+    with pytest.raises(ConfigError, match="statistic must be one of min, median, but got statistic='mean'"):
+        Protocol(statistic="mean")
+
+
+def test_a_protocol_from_an_older_table_keeps_its_median_and_no_drift_correction():
+    old = {k: v for k, v in Protocol().to_dict().items() if k not in ("statistic", "drift_correction")}
+    restored = Protocol.from_dict(old)
+    assert restored.statistic == "median" and not restored.drift_correction
+    assert Protocol.from_dict(Protocol().to_dict()) == Protocol()
 
 
 def test_reference_must_be_a_runner_key():

@@ -93,11 +93,15 @@ def test_killed_profile_resumes(tmp_path):
                  "--warmup-ms", "0", "-o", path)
     assert result.exit_code == 0, result.output
     after = path.read_text().splitlines()
-    assert after[0] == lines[0]
+    header = json.loads(after[0])
+    assert json.loads(lines[0]) == {**header, "reference_level_ms": None}  # set once the table was complete
     table = LookupTable.load(path)
     assert len(table.records) == total == len(after) - 1
     for key, line in kept.items():  # what was measured before the kill is kept as it was
-        assert json.loads(line)["latency_ms"] == table.records[key].latency_ms
+        before = json.loads(line)
+        assert before["raw_ms"] == table.records[key].extra["raw_ms"] == before["latency_ms"]
+        assert table.records[key].latency_ms == pytest.approx(
+            before["raw_ms"] * header["reference_level_ms"] / before["reference_ms"])
 
 
 def test_table_show(cpu_table):
@@ -183,7 +187,7 @@ def test_whole_networks_measured_against_the_tables_reference(cpu_table):
 
     table = LookupTable.load(cpu_table)
     level = reference_level(table)
-    assert level == np.median([r.extra["reference_ms"] for r in table.records.values()]) and level > 0
+    assert level == table.header["reference_level_ms"] and level > 0
     archs = [table.space.sample(random.Random(i)) for i in range(3)]
     quick = Protocol(warmup_s=0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0)
     raw, normalised = measure_archs_against_reference(table, table_device(table), archs, quick, chunk=2)
@@ -192,3 +196,37 @@ def test_whole_networks_measured_against_the_tables_reference(cpu_table):
     assert factors[0] == pytest.approx(factors[1]) and factors[2] > 0
     with pytest.raises(TableError, match="records no reference block times"):
         measure_archs_against_reference(synthetic_table(table.space), table_device(table), archs[:1], quick)
+
+
+def test_records_are_drift_corrected_to_the_reference_level(cpu_table, tmp_path):
+    table = LookupTable.load(cpu_table)
+    level = table.header["reference_level_ms"]
+    assert table.header["protocol"]["statistic"] == "min" and table.header["protocol"]["drift_correction"]
+    for r in table.records.values():
+        assert r.latency_ms == pytest.approx(r.extra["raw_ms"] * level / r.extra["reference_ms"], rel=1e-5)
+        assert r.extra["raw_ms"] <= r.extra["median_ms"]  # the fastest block is never above the median
+    plain = tmp_path / "plain.jsonl"
+    result = run("profile", *SPACE, "--device", "cpu", *QUICK, "--statistic", "median", "--no-drift-correction",
+                 "-o", plain)
+    assert result.exit_code == 0, result.output
+    plain_table = LookupTable.load(plain)
+    assert plain_table.header["reference_level_ms"] is None
+    assert all(r.latency_ms == r.extra["raw_ms"] == r.extra["median_ms"] for r in plain_table.records.values())
+
+
+def test_the_level_is_the_median_reference_of_the_records(cpu_table):
+    import numpy as np
+
+    table = LookupTable.load(cpu_table)
+    refs = [r.extra["reference_ms"] for r in table.records.values()]
+    assert table.header["reference_level_ms"] == pytest.approx(np.median(refs), abs=1e-6)
+
+
+def test_an_older_table_without_a_level_uses_the_median_reference(cpu_table):
+    import numpy as np
+
+    from hwnas.profiler.validate import reference_level
+
+    table = LookupTable.load(cpu_table)
+    del table.header["reference_level_ms"]
+    assert reference_level(table) == np.median([r.extra["reference_ms"] for r in table.records.values()])

@@ -134,8 +134,9 @@ def show(path: Path, sort: str, fmt: str) -> None:
     from hwnas.tables import LookupTable
 
     t = LookupTable.load(path)
-    rows = [{"key": r.key, "latency_ms": round(r.latency_ms, 4), "iqr_ms": round(r.iqr_ms, 4),
-             "rel_iqr": round(r.rel_iqr, 3), "macs": r.macs, "params": r.params} for r in t.records.values()]
+    rows = [{"key": r.key, "latency_ms": round(r.latency_ms, 4), "raw_ms": round(r.extra.get("raw_ms", r.latency_ms), 4),
+             "iqr_ms": round(r.iqr_ms, 4), "rel_iqr": round(r.rel_iqr, 3), "macs": r.macs, "params": r.params}
+            for r in t.records.values()]
     if sort != "key":
         rows.sort(key=lambda r: r["latency_ms" if sort == "latency" else "macs"])
     space = t.header["space"]
@@ -143,7 +144,8 @@ def show(path: Path, sort: str, fmt: str) -> None:
     extra = {"space": space["space"], "input": space["input"]["name"], "width": space.get("width", 1.0),
              "device": dev["name"], "cpu": dev.get("info", {}).get("cpu_model", ""),
              "threads": dev.get("comparable", {}).get("threads"), "batch": t.header["batch"],
-             "dtype": t.header["dtype"], "protocol": t.header["protocol"], "calibration": t.header["calibration"],
+             "dtype": t.header["dtype"], "protocol": t.header["protocol"],
+             "reference_level_ms": t.header.get("reference_level_ms"), "calibration": t.header["calibration"],
              "blocks": len(rows)}
     if fmt == "json":
         extra["header"] = t.header

@@ -126,7 +126,8 @@ class Measurement:
 
     ``times_ms`` keeps every block (in the order it was taken) so that a table can be re-summarised
     or checked for drift later; ``attempts`` counts the measurements taken before this one was
-    accepted (1 when the first was calm enough).
+    accepted (1 when the first was calm enough). ``reference_ms`` is the latency of the reference
+    block over the same rounds (see :func:`interleaved_measure`), None when there was none.
     """
 
     median_ms: float
@@ -135,6 +136,7 @@ class Measurement:
     calls_per_block: int
     times_ms: list[float]
     attempts: int = 1
+    reference_ms: float | None = None
 
     @classmethod
     def from_times(cls, times_ms: Sequence[float], calls_per_block: int, attempts: int = 1) -> Measurement:
@@ -266,7 +268,9 @@ def interleaved_measure(
 
     ``reference``, when given, is the key of a fixed block that the caller measures in every batch
     to watch the machine drift between batches. It joins every round, re-measurement rounds
-    included, and all its blocks are kept, so its measurement spans the whole batch.
+    included, and all its blocks are kept, so its measurement spans the whole batch. Every other
+    entry records in ``reference_ms`` the reference's latency over the rounds of the attempt it
+    kept, so that it can be scaled by the state of the machine it was measured in.
 
     The runners are calibrated here but not closed; the caller owns them.
     """
@@ -286,8 +290,14 @@ def interleaved_measure(
                 times[key].append(1e3 * runners[key].time_block(numbers[key]))
         return times
 
+    def summarise(times: dict[K, list[float]], key: K, attempt: int) -> Measurement:
+        m = Measurement.from_times(times[key], numbers[key], attempts=attempt)
+        if reference is None or key == reference:
+            return m
+        return dataclasses.replace(m, reference_ms=protocol.latency_ms(Measurement.from_times(times[reference], 1)))
+
     first = run_rounds(list(runners))
-    results = {key: Measurement.from_times(times, numbers[key]) for key, times in first.items()}
+    results = {key: summarise(first, key, 1) for key in first}
     reference_times = first.get(reference, [])
 
     for attempt in range(2, protocol.remeasure + 2):
@@ -296,7 +306,7 @@ def interleaved_measure(
             break
         again = run_rounds(noisy + ([reference] if reference is not None else []))
         for key in noisy:
-            retry = Measurement.from_times(again[key], numbers[key], attempts=attempt)
+            retry = summarise(again, key, attempt)
             better = retry.min_ms < results[key].min_ms if protocol.statistic == "min" else (
                 retry.rel_iqr < results[key].rel_iqr)
             results[key] = retry if better else dataclasses.replace(results[key], attempts=attempt)

@@ -81,15 +81,20 @@ def measure_modules(modules: dict[str, tuple[torch.nn.Module, torch.Tensor]], de
         if reference is None or steady_ms is None:
             return best
         for attempt in range(1, protocol.remeasure + 1):
-            if protocol.latency_ms(best[reference]) <= steady_ms * (1 + STEADY_TOLERANCE):
+            if batch_reference_ms(best, reference) <= steady_ms * (1 + STEADY_TOLERANCE):
                 break
             again = interleaved_measure(runners, protocol, reference=reference, seed=seed + attempt)
-            if protocol.latency_ms(again[reference]) < protocol.latency_ms(best[reference]):
+            if batch_reference_ms(again, reference) < batch_reference_ms(best, reference):
                 best = again
         return best
     finally:
         for runner in runners.values():
             runner.close()
+
+
+def batch_reference_ms(results: dict[str, Measurement], reference: str) -> float:
+    """The reference's latency over the rounds the entries of a batch kept (the median over entries)."""
+    return float(np.median([m.reference_ms for key, m in results.items() if key != reference]))
 
 
 def measure_blocks(blocks: list[BlockSpec], device: Device, protocol: Protocol, seed: int = 0,
@@ -139,15 +144,14 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
             batch = todo[start:start + batch_blocks]
             steady = min(references) if protocol.drift_correction and references else None
             measured = measure_blocks(batch, device, protocol, seed=seed + start, steady_ms=steady)
-            ref_ms = protocol.latency_ms(measured[REFERENCE_KEY])
-            references.append(ref_ms)
+            references.append(batch_reference_ms(measured, REFERENCE_KEY))
             for block in batch:
                 m = measured[block.key]
                 raw = protocol.latency_ms(m)
                 cost = block_cost(block.with_(batch=1, dtype="float32"))
                 writer.append(Record(block, raw, m.iqr_ms, m.rounds, m.calls_per_block, cost.macs,
                                      cost.params, {"raw_ms": raw, "median_ms": m.median_ms, "attempts": m.attempts,
-                                                   "reference_ms": round(ref_ms, 6)}))
+                                                   "reference_ms": round(m.reference_ms, 6)}))
             if on_progress:
                 on_progress(total - len(todo) + start + len(batch), total)
     table = LookupTable.load(path)
@@ -158,7 +162,8 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
 
 def correct_drift(table: LookupTable) -> LookupTable:
     """Scale every record of a complete table by (the median reference time over its records) / (the
-    reference time of the record's batch), store that level in the header, and rewrite the file atomically.
+    reference time over the rounds it was measured in), store that level in the header, and rewrite the
+    file atomically.
 
     Each record keeps ``raw_ms`` as timed, so the correction can always be undone or redone.
     """

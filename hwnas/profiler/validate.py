@@ -117,7 +117,7 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
         for i in index:
             measured[i] = protocol.latency_ms(results[str(i)])
             if with_reference:
-                reference_ms[i] = protocol.latency_ms(results[REFERENCE_KEY])
+                reference_ms[i] = results[str(i)].reference_ms
         if on_progress:
             on_progress(index.stop, len(archs))
     return measured, reference_ms

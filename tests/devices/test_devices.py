@@ -170,6 +170,19 @@ def test_noisy_entries_are_remeasured_and_reference_joins_every_round(statistic)
     assert results["noisy"].attempts == 3 and results["noisy"].rounds == 3
     assert results["ref"].rounds == 9  # every round of all three attempts
     assert log.count("calm") == 1 + 3  # one calibration block, then only the first attempt
+    assert results["calm"].reference_ms == results["noisy"].reference_ms == pytest.approx(1.0)
+    assert results["ref"].reference_ms is None
+
+
+def test_each_entry_records_the_reference_of_the_rounds_it_kept():
+    # the reference is slow (2 ms) in the first attempt and fast (1 ms) in the re-measurement
+    ref = SequenceRunner([1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    noisy = SequenceRunner([1.0, 3.0, 3.0, 3.6, 1.5, 1.5, 1.8])
+    calm = SequenceRunner([1.0, 4.0, 4.0, 4.0])
+    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=1)
+    results = interleaved_measure({"ref": ref, "noisy": noisy, "calm": calm}, protocol, reference="ref")
+    assert results["calm"].reference_ms == 2.0 and results["calm"].min_ms == 4.0
+    assert results["noisy"].reference_ms == 1.0 and results["noisy"].min_ms == 1.5
 
 
 class SequenceRunner(Runner):

@@ -13,7 +13,8 @@ def scripted(monkeypatch, reference_ms: list[float]):
 
     def fake(runners, protocol, *, reference=None, seed=0):
         ref = next(calls)
-        return {key: Measurement.from_times([ref if key == reference else 2 * ref] * 3, 1) for key in runners}
+        return {key: Measurement.from_times([ref] * 3, 1) if key == reference else
+                Measurement(2 * ref, 0.0, 3, 1, [2 * ref] * 3, reference_ms=ref) for key in runners}
 
     monkeypatch.setattr(build, "interleaved_measure", fake)
 

@@ -110,6 +110,7 @@ def test_table_show(cpu_table):
     data = json.loads(run("table", "show", cpu_table, "--format", "json").output)
     assert len(data["rows"]) == len(LookupTable.load(cpu_table).records)
     assert data["header"]["kind"] == "hwnas-lookup-table"
+    assert data["reference_level_ms"] > 0 and all(row["raw_ms"] > 0 for row in data["rows"])
 
 
 def test_table_compare_and_ort_mobile(tmp_path, cpu_table):
@@ -135,6 +136,7 @@ def test_validate_reports_and_saves_calibration(tmp_path, cpu_table):
         assert 0 <= row["within_5pct"] <= row["within_10pct"] <= 1 and row["mean_abs_pct_error"] >= 0
     frame = pd.read_csv(details)
     assert len(frame) == 6 and set(frame["split"]) == {"fit", "test"} and (frame["measured_ms"] > 0).all()
+    assert (frame["timed_ms"] > 0).all() and data["measured"].startswith("drift-corrected to the reference level")
     calibration = LookupTable.load(path).calibration
     assert calibration is not None and calibration.fitted_on == 3
 
@@ -177,8 +179,6 @@ def test_corrupt_table(tmp_path):
 
 def test_whole_networks_measured_against_the_tables_reference(cpu_table):
     import random
-
-    import numpy as np
 
     from hwnas.devices import Protocol
     from hwnas.errors import TableError

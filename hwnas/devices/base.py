@@ -74,8 +74,9 @@ class Protocol:
             agreed within a median 1.0 % (ONNX Runtime) and 1.5 % (torch) by the minimum, against
             4.6 % and 2.2 % by the median. A re-measured entry keeps the attempt with the fastest block
             under ``"min"`` and its calmest attempt (smallest IQR/median) under ``"median"``.
-        drift_correction: once a table is complete, scale every batch of entries by (the median of
-            the reference block over all batches) / (the reference within that batch). Bursts of
+        drift_correction: once a table is complete, scale every entry by (the reference block's
+            level over the table: its fastest time under ``"min"``, its median time under
+            ``"median"``) / (the reference over the rounds the entry was measured in). Bursts of
             other work can outlast a whole batch, and then every entry in it, the reference
             included, is slow by about the same factor (1.6-1.9x on the VM hwnas was built on); the
             reference exposes that and the scaling removes it. Whole networks measured by

@@ -156,14 +156,17 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
                 on_progress(total - len(todo) + start + len(batch), total)
     table = LookupTable.load(path)
     if protocol.drift_correction and table.header.get("reference_level_ms") is None:
-        table = correct_drift(table)
+        table = correct_drift(table, protocol)
     return table
 
 
-def correct_drift(table: LookupTable) -> LookupTable:
-    """Scale every record of a complete table by (the median reference time over its records) / (the
-    reference time over the rounds it was measured in), store that level in the header, and rewrite the
-    file atomically.
+def correct_drift(table: LookupTable, protocol: Protocol) -> LookupTable:
+    """Scale every record of a complete table by (the reference level) / (the reference time over the
+    rounds it was measured in), store that level in the header, and rewrite the file atomically.
+
+    The level follows the protocol's statistic: the fastest reference time over the records under
+    ``"min"`` (a burst of other work can last longer than half a table build, and then the median would
+    be a slow state), the median under ``"median"``.
 
     Each record keeps ``raw_ms`` as timed, so the correction can always be undone or redone.
     """
@@ -171,7 +174,7 @@ def correct_drift(table: LookupTable) -> LookupTable:
     if not refs or not all(refs):
         raise TableError(f"drift correction needs the reference time of every record, but table {table.path} "
                          f"lacks some; profile it again with --force")
-    level = round(float(np.median(refs)), 6)
+    level = round(float(min(refs) if protocol.statistic == "min" else np.median(refs)), 6)
     table.records = {key: dataclasses.replace(r, latency_ms=r.extra["raw_ms"] * level / r.extra["reference_ms"])
                      for key, r in table.records.items()}
     table.header["reference_level_ms"] = level

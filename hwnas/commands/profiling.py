@@ -91,8 +91,9 @@ def devices(fmt: str) -> None:
               help="Which summary of an entry's timed blocks is its latency (default min: other work on the machine "
                    "only adds time; median and IQR are recorded either way).")
 @click.option("--drift-correction/--no-drift-correction", default=None,
-              help="Scale each batch of entries by the reference block's drift since the table was started "
-                   "(default on; raw times are kept in every record).")
+              help="When the table is complete, scale each entry by the reference block's fastest time over the "
+                   "table (median with --statistic median) over its time beside that entry (default on; raw "
+                   "times are kept in every record).")
 @click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
                                             "(the old file is kept as FILE.bak).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -111,8 +112,8 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
     space = get_space(space_name, profile_name, width=width, resolution=resolution)
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
     start = time.perf_counter()
-    result = profile_space(space, device, output, protocol=_protocol(rounds, min_block_ms, rotate, warmup_ms, statistic, drift_correction),
-                           force=force,
+    protocol = _protocol(rounds, min_block_ms, rotate, warmup_ms, statistic, drift_correction)
+    result = profile_space(space, device, output, protocol=protocol, force=force,
                            on_progress=_progress(f"profiling {space_name} on {device_name}"))
     rel = np.array([r.rel_iqr for r in result.records.values()])
     click.echo(f"{output}: {len(result.records)} blocks of {space_name}/{profile_name} on {device_name} "

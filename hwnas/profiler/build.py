@@ -175,9 +175,8 @@ def correct_drift(table: LookupTable, protocol: Protocol) -> LookupTable:
         raise TableError(f"drift correction needs the reference time of every record, but table {table.path} "
                          f"lacks some; profile it again with --force")
     level = round(float(min(refs) if protocol.statistic == "min" else np.median(refs)), 6)
-    table.records = {key: dataclasses.replace(r, latency_ms=r.extra["raw_ms"] * level / r.extra["reference_ms"])
-                     for key, r in table.records.items()}
-    table.header["reference_level_ms"] = level
-    table.set_calibration(table.calibration)  # drops cached latencies
-    table.save()
-    return table
+    corrected = LookupTable({**table.header, "reference_level_ms": level},
+                            [dataclasses.replace(r, latency_ms=r.extra["raw_ms"] * level / r.extra["reference_ms"])
+                             for r in table.records.values()], table.path)
+    corrected.save()
+    return corrected

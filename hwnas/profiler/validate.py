@@ -93,10 +93,16 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
     When ``protocol.drift_correction`` is on and the table records its reference level, every chunk is
     measured beside the reference block and scaled to that level exactly as the table's batches were.
     """
+    return _measure_corrected(table, device, archs, protocol, chunk, seed, on_progress)[0]
+
+
+def _measure_corrected(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
+                       seed: int, on_progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(latencies drift-corrected as the table's were, the times as taken -- None when nothing was corrected)."""
     level = table.header.get("reference_level_ms") if protocol.drift_correction else None
-    raw, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress,
-                                        with_reference=bool(level))
-    return raw * level / reference_ms if level else raw
+    timed, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress,
+                                          with_reference=bool(level))
+    return (timed * level / reference_ms, timed) if level else (timed, None)
 
 
 def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
@@ -107,13 +113,14 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
     ref = reference_block(device.batch_size, table.header["dtype"])
     measured, reference_ms = np.zeros(len(archs)), np.full(len(archs), np.nan)
+    steady_ms = reference_level(table) if with_reference else None
     for start in range(0, len(archs), chunk):
         index = range(start, min(start + chunk, len(archs)))
         modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in index}
         if with_reference:
             modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
         results = measure_modules(modules, device, protocol, reference=REFERENCE_KEY if with_reference else None,
-                                  seed=seed + start, steady_ms=reference_level(table) if with_reference else None)
+                                  seed=seed + start, steady_ms=steady_ms)
         for i in index:
             measured[i] = protocol.latency_ms(results[str(i)])
             if with_reference:
@@ -179,10 +186,7 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         table.set_calibration(calibration_before)
     table_ms = np.array([p.raw_latency_ms for p in predictions])
     macs = np.array([p.macs for p in predictions], dtype=float)
-    level = table.header.get("reference_level_ms") if protocol.drift_correction else None
-    timed, reference_ms = _measure_chunks(table, device, sampled, protocol, 6, seed, on_progress,
-                                          with_reference=bool(level))
-    measured = timed * level / reference_ms if level else timed
+    measured, timed = _measure_corrected(table, device, sampled, protocol, 6, seed, on_progress)
 
     order = np.random.default_rng(seed).permutation(len(sampled))
     fit, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
@@ -194,4 +198,4 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         raw=Errors.of(table_ms[test], measured[test]),
         calibrated=Errors.of(calibration.apply(table_ms[test]), measured[test]),
         macs_baseline=Errors.of(mac_scale * macs[test] + mac_offset, measured[test]),
-        timed_ms=timed if level else None)
+        timed_ms=timed)

@@ -35,12 +35,13 @@ def _progress(label: str):
 
 
 def _protocol(rounds: int | None, min_block_ms: float | None, rotate: int | None, warmup_ms: float | None,
-              statistic: str | None = None, drift_correction: bool | None = None):
+              statistic: str | None = None, drift_correction: bool | None = None, remeasure: int | None = None):
     from hwnas.devices import Protocol
 
     overrides = {k: v for k, v in (("rounds", rounds), ("min_block_s", min_block_ms and min_block_ms / 1e3),
                                    ("rotate", rotate), ("warmup_s", warmup_ms and warmup_ms / 1e3),
-                                   ("statistic", statistic), ("drift_correction", drift_correction))
+                                   ("statistic", statistic), ("drift_correction", drift_correction),
+                                   ("remeasure", remeasure))
                  if v is not None}
     return Protocol(**overrides)
 
@@ -90,16 +91,20 @@ def devices(fmt: str) -> None:
 @click.option("--statistic", type=click.Choice(["min", "median"]), default=None,
               help="Which summary of an entry's timed blocks is its latency (default min: other work on the machine "
                    "only adds time; median and IQR are recorded either way).")
+@click.option("--remeasure", type=int, default=None,
+              help="Extra attempts for a noisy entry or a batch caught by a burst of other work, and whether entries "
+                   "still measured in a burst are measured once more at the end (default 2; 0: measure once).")
 @click.option("--drift-correction/--no-drift-correction", default=None,
-              help="When the table is complete, scale each entry by the reference block's fastest time over the "
-                   "table (median with --statistic median) over its time beside that entry (default on; raw "
+              help="Watch the reference block for bursts of other work (wait for them to pass, time caught batches "
+                   "again) and, when the table is complete, scale each entry by the reference's fastest time over "
+                   "the table (median with --statistic median) over its time beside that entry (default on; raw "
                    "times are kept in every record).")
 @click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
                                             "(the old file is kept as FILE.bak).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file (JSON Lines). An existing one is resumed.")
 def profile(space_name, profile_name, width, resolution, device_name, threads, batch_size, precision, rounds, min_block_ms,
-            rotate, warmup_ms, statistic, drift_correction, force, output) -> None:
+            rotate, warmup_ms, statistic, remeasure, drift_correction, force, output) -> None:
     """Measure every block of a space on a device into a lookup table.
 
     Each distinct block (stem and head included) is measured once; records are written as they finish,
@@ -112,7 +117,7 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
     space = get_space(space_name, profile_name, width=width, resolution=resolution)
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
     start = time.perf_counter()
-    protocol = _protocol(rounds, min_block_ms, rotate, warmup_ms, statistic, drift_correction)
+    protocol = _protocol(rounds, min_block_ms, rotate, warmup_ms, statistic, drift_correction, remeasure)
     result = profile_space(space, device, output, protocol=protocol, force=force,
                            on_progress=_progress(f"profiling {space_name} on {device_name}"))
     rel = np.array([r.rel_iqr for r in result.records.values()])

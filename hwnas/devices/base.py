@@ -65,7 +65,10 @@ class Protocol:
         max_rel_iqr: an entry whose IQR/median is above this is measured again. 5 % keeps the
             noise well below the few-percent errors a table is judged by, while a shared 2-core
             VM still passes most entries at the first attempt.
-        remeasure: how many extra attempts a noisy entry gets before its calmest attempt is kept.
+        remeasure: how many extra attempts a noisy entry gets before its calmest attempt is kept; with
+            drift correction on, also how many times a batch caught by a burst of other work is timed
+            again, and, when not 0, whether entries still measured in a burst are measured once more
+            when the table is complete (see :mod:`hwnas.profiler.build`).
         statistic: which summary of the timed blocks is the entry's latency: ``"min"`` (the fastest
             block) or ``"median"``. Median and IQR are stored either way. On a shared machine other
             tenants only ever add time, in bursts of seconds that can cover most of an entry's rounds;

@@ -2,7 +2,9 @@
 
 Blocks are measured in batches of interleaved rounds (`hwnas.devices.interleaved_measure`), each batch
 together with a fixed reference block, and every finished batch is appended to the table file at once,
-so an interrupted run resumes where it stopped. Once the table is complete, each batch's latencies are
+so an interrupted run resumes where it stopped. Before each batch the machine is checked for bursts of
+other work (the reference block running slow), and the batch waits for calm. Once the table is complete,
+entries still measured during a burst are measured again (:func:`remeasure_bursts`) and every latency is
 scaled by the reference's drift (``Protocol.drift_correction``, :func:`correct_drift`); ``raw_ms``,
 ``median_ms`` and ``iqr_ms`` stay as timed. A file measured on another device fingerprint, with another
 protocol, or for another space is refused unless the caller forces a fresh start (the old file is then
@@ -12,14 +14,16 @@ kept beside it as ``.bak``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hwnas.devices import Device, Measurement, Protocol, interleaved_measure
+from hwnas.devices import Device, Measurement, Protocol, Runner, interleaved_measure
 from hwnas.errors import TableError
 from hwnas.profiler.counting import block_cost
 from hwnas.supernet.ops import OpSpec
@@ -31,6 +35,10 @@ REFERENCE_KEY = "__reference__"
 #: How much slower than usual the reference may come out before its batch is timed again. Bursts of other
 #: work on a shared machine slow everything by 1.6-1.9x; between them the reference varies by a few %.
 STEADY_TOLERANCE = 0.10
+#: The longest a batch waits, over all its attempts, for a burst of other work to pass before it is timed anyway.
+CALM_WAIT_S = 30.0
+#: The pause between two looks at the reference while waiting for calm.
+CALM_PAUSE_S = 0.5
 
 
 def reference_block(batch: int, dtype: str) -> BlockSpec:
@@ -69,31 +77,56 @@ def measure_modules(modules: dict[str, tuple[torch.nn.Module, torch.Tensor]], de
                     steady_ms: float | None = None) -> dict[str, Measurement]:
     """Prepare every (module, example) on ``device``, time them in interleaved rounds, and release them.
 
-    With ``steady_ms`` (the reference's usual latency), a batch whose reference came out more than
-    ``STEADY_TOLERANCE`` slower was caught by a burst of other work: it is timed again, at most
-    ``protocol.remeasure`` more times, and the attempt whose reference was fastest is kept.
+    With ``steady_ms`` (the reference's usual latency) the machine is checked before each attempt: while
+    the reference runs more than ``STEADY_TOLERANCE`` slower, a burst of other work is going on and the
+    batch waits for it to pass (:func:`wait_for_calm`, at most ``CALM_WAIT_S`` per batch). A batch whose
+    reference still came out too slow is timed again, at most ``protocol.remeasure`` more times, and the
+    attempt whose reference was fastest is kept.
     """
     runners = {}
     try:
         for key, (module, example) in modules.items():
             runners[key] = device.prepare(module, example, protocol)
-        best = interleaved_measure(runners, protocol, reference=reference, seed=seed)
-        if reference is None or steady_ms is None:
-            return best
-        for attempt in range(1, protocol.remeasure + 1):
-            if batch_reference_ms(best, reference) <= steady_ms * (1 + STEADY_TOLERANCE):
+        watch = reference is not None and steady_ms is not None
+        deadline = time.monotonic() + CALM_WAIT_S
+        best = None
+        for attempt in range(protocol.remeasure + 1):
+            if watch:
+                wait_for_calm(runners[reference], steady_ms, protocol, deadline)
+            result = interleaved_measure(runners, protocol, reference=reference, seed=seed + attempt)
+            if best is None or batch_reference_ms(result, reference) < batch_reference_ms(best, reference):
+                best = result
+            if not watch or batch_reference_ms(best, reference) <= steady_ms * (1 + STEADY_TOLERANCE):
                 break
-            again = interleaved_measure(runners, protocol, reference=reference, seed=seed + attempt)
-            if batch_reference_ms(again, reference) < batch_reference_ms(best, reference):
-                best = again
         return best
     finally:
         for runner in runners.values():
             runner.close()
 
 
-def batch_reference_ms(results: dict[str, Measurement], reference: str) -> float:
-    """The reference's latency over the rounds the entries of a batch kept (the median over entries)."""
+def wait_for_calm(runner: Runner, steady_ms: float, protocol: Protocol, deadline: float, *,
+                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Time short blocks of the reference ``runner`` until one runs within ``STEADY_TOLERANCE`` of
+    ``steady_ms``, pausing ``CALM_PAUSE_S`` between tries, or until ``clock()`` passes ``deadline``.
+
+    Returns whether the machine was calm. Waiting costs nothing when it is; during a burst of other
+    tenants' work (seconds to a minute on a shared VM) measuring would only record the burst.
+    """
+    number = max(1, math.ceil(protocol.min_block_s / (steady_ms / 1e3)))
+    runner.time_block(number)  # untimed warm-up: a runner's first calls are slow
+    while True:
+        if 1e3 * runner.time_block(number) <= steady_ms * (1 + STEADY_TOLERANCE):
+            return True
+        if clock() >= deadline:
+            return False
+        sleep(CALM_PAUSE_S)
+
+
+def batch_reference_ms(results: dict[str, Measurement], reference: str | None) -> float:
+    """The reference's latency over the rounds the entries of a batch kept (the median over entries);
+    0 without a reference, so that the first attempt is kept."""
+    if reference is None:
+        return 0.0
     return float(np.median([m.reference_ms for key, m in results.items() if key != reference]))
 
 
@@ -146,18 +179,54 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
             measured = measure_blocks(batch, device, protocol, seed=seed + start, steady_ms=steady)
             references.append(batch_reference_ms(measured, REFERENCE_KEY))
             for block in batch:
-                m = measured[block.key]
-                raw = protocol.latency_ms(m)
-                cost = block_cost(block.with_(batch=1, dtype="float32"))
-                writer.append(Record(block, raw, m.iqr_ms, m.rounds, m.calls_per_block, cost.macs,
-                                     cost.params, {"raw_ms": raw, "median_ms": m.median_ms, "attempts": m.attempts,
-                                                   "reference_ms": round(m.reference_ms, 6)}))
+                writer.append(make_record(block, measured[block.key], protocol))
             if on_progress:
                 on_progress(total - len(todo) + start + len(batch), total)
     table = LookupTable.load(path)
     if protocol.drift_correction and table.header.get("reference_level_ms") is None:
-        table = correct_drift(table, protocol)
+        table = correct_drift(remeasure_bursts(table, device, protocol, batch_blocks=batch_blocks, seed=seed), protocol)
     return table
+
+
+def make_record(block: BlockSpec, m: Measurement, protocol: Protocol) -> Record:
+    """The table record of one measured block: its latency as timed (drift correction comes later), the
+    median, attempts and reference time beside it, and its MACs and parameters."""
+    raw = protocol.latency_ms(m)
+    cost = block_cost(block.with_(batch=1, dtype="float32"))
+    return Record(block, raw, m.iqr_ms, m.rounds, m.calls_per_block, cost.macs, cost.params,
+                  {"raw_ms": raw, "median_ms": m.median_ms, "attempts": m.attempts,
+                   "reference_ms": round(m.reference_ms, 6)})
+
+
+def remeasure_bursts(table: LookupTable, device: Device, protocol: Protocol, *, batch_blocks: int = 12,
+                     seed: int = 0) -> LookupTable:
+    """Measure again every entry of a complete table whose reference ran more than ``STEADY_TOLERANCE``
+    above the fastest reference in the table, and rewrite the file atomically.
+
+    Such entries were timed during a burst of other work that outlasted their batch's attempts (or came
+    before any steady level was known, in the first batch). Drift correction scales them, but a burst
+    does not slow every kind of block by exactly the reference's factor, so a calm measurement is better.
+    A new measurement replaces the old one only if its reference ran faster. Nothing is measured again
+    when ``protocol.remeasure`` is 0.
+    """
+    records = dict(table.records)
+    refs = {key: r.extra.get("reference_ms") for key, r in records.items()}
+    if protocol.remeasure == 0 or not refs or not all(refs.values()):
+        return table  # correct_drift says what is missing
+    level = min(refs.values())
+    slow = [records[key].block for key, ref in refs.items() if ref > level * (1 + STEADY_TOLERANCE)]
+    if not slow:
+        return table
+    for start in range(0, len(slow), batch_blocks):
+        batch = slow[start:start + batch_blocks]
+        measured = measure_blocks(batch, device, protocol, seed=seed + len(records) + start, steady_ms=level)
+        for block in batch:
+            again = make_record(block, measured[block.key], protocol)
+            if again.extra["reference_ms"] < refs[block.key]:
+                records[block.key] = again
+    updated = LookupTable(table.header, list(records.values()), table.path)
+    updated.save()
+    return updated
 
 
 def correct_drift(table: LookupTable, protocol: Protocol) -> LookupTable:

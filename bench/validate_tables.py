@@ -3,8 +3,10 @@
 For each (space, device): build (or reuse) the table, measure N random architectures end to end, fit the
 calibration on half and print the held-out figures of the raw table sum, the calibrated table and the
 fitted-MACs baseline side by side. Per-architecture figures go beside each table as ``*.archs.csv``.
+With ``--repeats 2`` every network is measured twice and the mean is the measured latency; the second
+measurement against the first is printed as "repeat (noise floor)": no predictor can be judged closer.
 
-    python bench/validate_tables.py --spaces fbnet,proxylessnas --devices ort-mobile,cpu --archs 100
+    python bench/validate_tables.py --spaces fbnet,proxylessnas --devices ort-mobile,cpu --archs 100 --repeats 2
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--devices", default="ort-mobile,cpu")
     parser.add_argument("--archs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/hwnas-bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -39,7 +42,7 @@ def main() -> None:
             path = args.out / f"{space_name}-{args.input}-{device_name}.jsonl"
             start = time.perf_counter()
             table = profile_space(get_space(space_name, args.input), device, path)
-            report = validate_table(table, device, archs=args.archs, seed=args.seed)
+            report = validate_table(table, device, archs=args.archs, seed=args.seed, repeats=args.repeats)
             seconds = time.perf_counter() - start
             pd.DataFrame(report.arch_rows()).to_csv(path.with_suffix(".archs.csv"), index=False)
             for row in report.rows():

@@ -203,16 +203,21 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--archs", type=int, default=100, show_default=True, help="Random architectures measured end to end.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=1, show_default=True,
+              help="Measure every architecture this many times, each time beside other networks, and use the mean; "
+                   "with 2 or more, the second measurement against the first is printed as the noise floor.")
 @click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split).")
 @format_option
-def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None, fmt: str) -> None:
+def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.
 
     A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
     on the other half: mean absolute % error, share within 5 % and 10 %, Kendall tau; raw table sum,
-    calibrated table, and MACs fitted the same way as the baseline.
+    calibrated table, and MACs fitted the same way as the baseline. With --repeats 2 or more, the
+    agreement between two measurements of the same networks is printed below them: no predictor can be
+    judged closer than that.
     """
     import pandas as pd
 
@@ -221,14 +226,15 @@ def validate(path: Path, archs: int, seed: int, save: bool, details: Path | None
 
     t = LookupTable.load(path)
     device = table_device(t)
-    report = validate_table(t, device, archs=archs, seed=seed,
-                            on_progress=_progress(f"measuring {archs} architectures"))
+    report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats,
+                            on_progress=_progress(f"measuring {archs} architectures"
+                                                  + (f" {repeats} times" if repeats > 1 else "")))
     if details:
         pd.DataFrame(report.arch_rows()).to_csv(details, index=False)
     if save:
         t.set_calibration(report.calibration)
         t.save()
-    extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs),
+    extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs), "repeats": repeats,
              "fitted_on": len(report.fit_index), "tested_on": len(report.test_index),
              "measured": "as timed" if report.timed_ms is None else
                          f"drift-corrected to the reference level {t.header['reference_level_ms']} ms",

@@ -54,23 +54,33 @@ class ValidationReport:
     calibrated: Errors
     macs_baseline: Errors
     timed_ms: np.ndarray | None = None  # as timed, before drift correction (None: measured_ms is as timed)
+    #: each end-to-end measurement, one row per repeat (measured_ms is their mean)
+    runs_ms: np.ndarray | None = None
+    #: the second measurement of the held-out networks against the first: the noise floor of any predictor
+    repeat: Errors | None = None
 
     def rows(self) -> list[dict]:
-        """One row per predictor, for `hwnas.output.render`."""
+        """One row per predictor (and the repeat's agreement, if measured), for `hwnas.output.render`."""
+        named = [("table (raw sum)", self.raw), ("table (calibrated)", self.calibrated),
+                 ("MACs (fitted)", self.macs_baseline)]
+        if self.repeat is not None:
+            named.append(("repeat (noise floor)", self.repeat))
         return [{"predictor": name, "mean_abs_pct_error": round(e.mean_abs_pct, 2),
                  "within_5pct": round(e.within_5, 3), "within_10pct": round(e.within_10, 3),
-                 "kendall_tau": round(e.kendall_tau, 4)}
-                for name, e in (("table (raw sum)", self.raw), ("table (calibrated)", self.calibrated),
-                                ("MACs (fitted)", self.macs_baseline))]
+                 "kendall_tau": round(e.kendall_tau, 4)} for name, e in named]
 
     def arch_rows(self) -> list[dict]:
         held_out = set(self.test_index.tolist())
         timed = self.measured_ms if self.timed_ms is None else self.timed_ms
-        return [{"arch": str(a), "measured_ms": float(m), "timed_ms": float(raw), "table_ms": float(t),
+        rows = [{"arch": str(a), "measured_ms": float(m), "timed_ms": float(raw), "table_ms": float(t),
                  "calibrated_ms": float(self.calibration.apply(t)), "macs": int(c),
                  "split": "test" if i in held_out else "fit"}
                 for i, (a, m, raw, t, c) in enumerate(zip(self.archs, self.measured_ms, timed, self.table_ms,
                                                           self.macs))]
+        if self.runs_ms is not None and len(self.runs_ms) > 1:
+            for i, row in enumerate(rows):
+                row.update({f"run{r + 1}_ms": float(run[i]) for r, run in enumerate(self.runs_ms)})
+        return rows
 
 
 def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
@@ -184,10 +194,19 @@ def check_same_device(table: LookupTable, device: Device) -> None:
 
 
 def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed: int = 0,
-                   protocol: Protocol | None = None,
+                   protocol: Protocol | None = None, repeats: int = 1,
                    on_progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Measure ``archs`` random architectures end to end and report how well ``table`` predicts them.
+
+    With ``repeats`` > 1 every network is measured that many times, each time in chunks of other
+    networks (fresh sessions or copies, another moment) and the mean is the measured latency; the
+    second measurement against the first is reported as ``repeat``, the agreement that measurement
+    noise allows any predictor.
+    """
     if archs < 4:
         raise ConfigError(f"validation needs at least 4 architectures (2 to fit, 2 to test), but got archs={archs}")
+    if repeats < 1:
+        raise ConfigError(f"validation measures every architecture at least once, but got repeats={repeats}")
     check_same_device(table, device)
     table.check_space(table.space)
     protocol = protocol or Protocol.from_dict(table.header["protocol"])
@@ -200,7 +219,21 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         table.set_calibration(calibration_before)
     table_ms = np.array([p.raw_latency_ms for p in predictions])
     macs = np.array([p.macs for p in predictions], dtype=float)
-    measured, timed = _measure_corrected(table, device, sampled, protocol, 6, seed, on_progress)
+    runs, timed_runs = [], []
+    for r in range(repeats):
+        # a repeat measures the networks in another order, so each lands in a chunk of other networks
+        order = np.arange(len(sampled)) if r == 0 else np.random.default_rng([seed, r]).permutation(len(sampled))
+        progress = None if on_progress is None else (
+            lambda done, total, r=r: on_progress(r * total + done, repeats * total))
+        corrected, timed = _measure_corrected(table, device, [sampled[i] for i in order], protocol, 6,
+                                              seed + 7919 * r, progress)
+        runs.append(np.empty(len(sampled)))
+        runs[-1][order] = corrected
+        if timed is not None:
+            timed_runs.append(np.empty(len(sampled)))
+            timed_runs[-1][order] = timed
+    measured = np.mean(runs, axis=0)
+    timed = np.mean(timed_runs, axis=0) if timed_runs else None
 
     order = np.random.default_rng(seed).permutation(len(sampled))
     fit, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
@@ -212,4 +245,5 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         raw=Errors.of(table_ms[test], measured[test]),
         calibrated=Errors.of(calibration.apply(table_ms[test]), measured[test]),
         macs_baseline=Errors.of(mac_scale * macs[test] + mac_offset, measured[test]),
-        timed_ms=timed)
+        timed_ms=timed, runs_ms=np.array(runs),
+        repeat=Errors.of(runs[1][test], runs[0][test]) if repeats > 1 else None)

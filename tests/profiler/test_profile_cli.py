@@ -143,6 +143,22 @@ def test_validate_reports_and_saves_calibration(tmp_path, cpu_table):
     assert calibration is not None and calibration.fitted_on == 3
 
 
+def test_validate_repeats_report_the_noise_floor(tmp_path, cpu_table):
+    details = tmp_path / "archs.csv"
+    result = run("validate", cpu_table, "--archs", "4", "--repeats", "2", "--details", details, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    assert data["repeats"] == 2 and data["rows"][-1]["predictor"] == "repeat (noise floor)"
+    frame = pd.read_csv(details)
+    assert (frame["run1_ms"] > 0).all() and (frame["run2_ms"] > 0).all()
+    assert frame["measured_ms"].tolist() == pytest.approx(((frame["run1_ms"] + frame["run2_ms"]) / 2).tolist())
+    test = frame[frame["split"] == "test"]
+    floor = (abs(test["run2_ms"] - test["run1_ms"]) / test["run1_ms"]).mean()
+    assert data["rows"][-1]["mean_abs_pct_error"] == pytest.approx(100 * floor, abs=0.01)
+    one_line_error(run("validate", cpu_table, "--archs", "4", "--repeats", "0"),
+                   "measures every architecture at least once, but got repeats=0")
+
+
 def test_validate_refuses_a_table_from_another_machine(tmp_path, cpu_table):
     path = tmp_path / "other.jsonl"
     lines = cpu_table.read_text().splitlines()

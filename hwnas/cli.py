@@ -1,7 +1,7 @@
 """The ``hwnas`` command line: thin commands over the library.
 
-Every `HwnasError` becomes one line on stderr and exit code 2; anything else is a bug and keeps its
-traceback.
+Every `HwnasError`, and every usage error of a subcommand (a missing option, a value of the wrong type),
+becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ class HwnasGroup(click.Group):
             return super().invoke(ctx)
         except HwnasError as exc:
             click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except click.UsageError as exc:  # a subcommand's option of the wrong type, a missing option, ...
+            click.echo(f"Error: {exc.format_message()}", err=True)  # one line, as for every other bad input
             ctx.exit(2)
 
 

@@ -65,6 +65,12 @@ def test_arch_from_json_file(tmp_path):
      "layer 20 of space 'spos' allows ops shuffle_k3, shuffle_k5, shuffle_k7, xception, but got 'k3_e6'"),
     (("arch", "spos", "SPOS", "--width", "0"), "width multiplier must be > 0, but got width=0.0"),
     (("spaces", "--input", "svhn"), "unknown input profile 'svhn'"),
+    # click's own usage errors are one line too, without the usage text
+    (("profile", "--space", "fbnet", "--statistic", "avg", "-o", "x.jsonl"),
+     "Invalid value for '--statistic': 'avg' is not one of 'min', 'median'."),
+    (("profile", "--space", "fbnet", "--rounds", "x", "-o", "x.jsonl"), "'x' is not a valid integer"),
+    (("profile", "-o", "x.jsonl"), "Missing option '--space'"),
+    (("nosuch",), "No such command 'nosuch'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     result = run(*args)

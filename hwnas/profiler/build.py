@@ -167,9 +167,10 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     total = len(blocks)
     header["reference_level_ms"] = None  # set when a complete table is drift-corrected
     writer = TableWriter(path) if done else TableWriter(path, header)
-    # the reference's times so far: a batch whose reference is well above their minimum is timed again
-    references = [float(existing.records[key].extra["reference_ms"]) for key in done
-                  if existing.records[key].extra.get("reference_ms")] if done else []
+    # the reference's times in this run: a batch whose reference is well above their minimum waits for calm and is
+    # timed again (a resumed table's earlier records may come from another state of the machine; remeasure_bursts
+    # and correct_drift bring the whole table to one level at the end)
+    references: list[float] = []
     with writer:
         if on_progress:
             on_progress(total - len(todo), total)

@@ -122,22 +122,26 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
     """Each network's latency and, ``with_reference``, that of the reference block timed in its chunk.
 
     With the reference, chunks wait for bursts of other work to pass and are timed again when caught by
-    one (`measure_modules`); networks whose reference still ran more than ``STEADY_TOLERANCE`` above the
-    table's level are measured once more at the end (unless ``protocol.remeasure`` is 0), and the attempt
-    beside the faster reference is kept.
+    one (`measure_modules`, judged against the fastest reference so far); networks whose reference still
+    ran more than ``STEADY_TOLERANCE`` above the fastest are measured once more at the end (unless
+    ``protocol.remeasure`` is 0), and the attempt beside the faster reference is kept.
     """
     space = table.space
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
     ref = reference_block(device.batch_size, table.header["dtype"])
     measured, reference_ms = np.zeros(len(archs)), np.full(len(archs), np.nan)
-    steady_ms = reference_level(table) if with_reference else None
+
+    def steady_ms() -> float | None:
+        """The fastest reference of this measurement so far: the machine's calm state today, which need
+        not be the one the table was measured in (drift correction bridges that)."""
+        return float(np.nanmin(reference_ms)) if with_reference and not np.isnan(reference_ms).all() else None
 
     def measure(indices: list[int], chunk_seed: int) -> None:
         modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in indices}
         if with_reference:
             modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
         results = measure_modules(modules, device, protocol, reference=REFERENCE_KEY if with_reference else None,
-                                  seed=chunk_seed, steady_ms=steady_ms)
+                                  seed=chunk_seed, steady_ms=steady_ms())
         for i in indices:
             m = results[str(i)]
             if measured[i] == 0 or m.reference_ms < reference_ms[i]:  # first, or beside a faster reference
@@ -147,8 +151,9 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
         measure(list(range(start, min(start + chunk, len(archs)))), seed + start)
         if on_progress:
             on_progress(min(start + chunk, len(archs)), len(archs))
-    if steady_ms and protocol.remeasure > 0:
-        slow = [i for i in range(len(archs)) if reference_ms[i] > steady_ms * (1 + STEADY_TOLERANCE)]
+    level = steady_ms()
+    if level and protocol.remeasure > 0:
+        slow = [i for i in range(len(archs)) if reference_ms[i] > level * (1 + STEADY_TOLERANCE)]
         for start in range(0, len(slow), chunk):
             measure(slow[start:start + chunk], seed + len(archs) + start)
     return measured, reference_ms

@@ -208,7 +208,8 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
                    "with 2 or more, the second measurement against the first is printed as the noise floor.")
 @click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split).")
+              help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
+                   "with --repeats, each run).")
 @format_option
 def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.

@@ -143,7 +143,8 @@ class Measurement:
     reference_ms: float | None = None
 
     @classmethod
-    def from_times(cls, times_ms: Sequence[float], calls_per_block: int, attempts: int = 1) -> Measurement:
+    def from_times(cls, times_ms: Sequence[float], calls_per_block: int, attempts: int = 1,
+                   reference_ms: float | None = None) -> Measurement:
         require(len(times_ms) > 0, "a measurement needs at least one timed block, but got none")
         q1, median, q3 = np.percentile(np.asarray(times_ms, dtype=float), [25, 50, 75])
         return cls(
@@ -153,6 +154,7 @@ class Measurement:
             calls_per_block=calls_per_block,
             times_ms=[float(t) for t in times_ms],
             attempts=attempts,
+            reference_ms=reference_ms,
         )
 
     @property
@@ -294,14 +296,15 @@ def interleaved_measure(
                 times[key].append(1e3 * runners[key].time_block(numbers[key]))
         return times
 
-    def summarise(times: dict[K, list[float]], key: K, attempt: int) -> Measurement:
-        m = Measurement.from_times(times[key], numbers[key], attempts=attempt)
-        if reference is None or key == reference:
-            return m
-        return dataclasses.replace(m, reference_ms=protocol.latency_ms(Measurement.from_times(times[reference], 1)))
+    def summarise(times: dict[K, list[float]], attempt: int) -> dict[K, Measurement]:
+        """Each entry of one attempt, with the reference's latency over that attempt's rounds."""
+        ref_ms = None if reference is None else protocol.latency_ms(Measurement.from_times(times[reference], 1))
+        return {key: Measurement.from_times(t, numbers[key], attempts=attempt,
+                                            reference_ms=None if key == reference else ref_ms)
+                for key, t in times.items()}
 
     first = run_rounds(list(runners))
-    results = {key: summarise(first, key, 1) for key in first}
+    results = summarise(first, 1)
     reference_times = first.get(reference, [])
 
     for attempt in range(2, protocol.remeasure + 2):
@@ -309,8 +312,9 @@ def interleaved_measure(
         if not noisy:
             break
         again = run_rounds(noisy + ([reference] if reference is not None else []))
+        retries = summarise(again, attempt)
         for key in noisy:
-            retry = summarise(again, key, attempt)
+            retry = retries[key]
             better = retry.min_ms < results[key].min_ms if protocol.statistic == "min" else (
                 retry.rel_iqr < results[key].rel_iqr)
             results[key] = retry if better else dataclasses.replace(results[key], attempts=attempt)

@@ -122,6 +122,13 @@ def wait_for_calm(runner: Runner, steady_ms: float, protocol: Protocol, deadline
         sleep(CALM_PAUSE_S)
 
 
+def caught_in_bursts(reference_ms: dict) -> list:
+    """The keys whose reference ran more than ``STEADY_TOLERANCE`` above the fastest of them: measured during
+    a burst of other work, and worth measuring again."""
+    level = min(reference_ms.values())
+    return [key for key, ref in reference_ms.items() if ref > level * (1 + STEADY_TOLERANCE)]
+
+
 def batch_reference_ms(results: dict[str, Measurement], reference: str | None) -> float:
     """The reference's latency over the rounds the entries of a batch kept (the median over entries);
     0 without a reference, so that the first attempt is kept."""
@@ -215,7 +222,7 @@ def remeasure_bursts(table: LookupTable, device: Device, protocol: Protocol, *, 
     if protocol.remeasure == 0 or not refs or not all(refs.values()):
         return table  # correct_drift says what is missing
     level = min(refs.values())
-    slow = [records[key].block for key, ref in refs.items() if ref > level * (1 + STEADY_TOLERANCE)]
+    slow = [records[key].block for key in caught_in_bursts(refs)]
     if not slow:
         return table
     for start in range(0, len(slow), batch_blocks):

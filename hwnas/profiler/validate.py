@@ -19,7 +19,7 @@ from scipy.stats import kendalltau
 
 from hwnas.devices import Device, Protocol, get_device
 from hwnas.errors import ConfigError, TableError
-from hwnas.profiler.build import (REFERENCE_KEY, STEADY_TOLERANCE, device_header, header_mismatches, measure_modules,
+from hwnas.profiler.build import (REFERENCE_KEY, caught_in_bursts, device_header, header_mismatches, measure_modules,
                                   reference_block)
 from hwnas.supernet.space import Architecture
 from hwnas.tables import Calibration, LookupTable
@@ -129,7 +129,7 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
     space = table.space
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
     ref = reference_block(device.batch_size, table.header["dtype"])
-    measured, reference_ms = np.zeros(len(archs)), np.full(len(archs), np.nan)
+    measured, reference_ms = np.full(len(archs), np.nan), np.full(len(archs), np.nan)
 
     def steady_ms() -> float | None:
         """The fastest reference of this measurement so far: the machine's calm state today, which need
@@ -144,16 +144,15 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
                                   seed=chunk_seed, steady_ms=steady_ms())
         for i in indices:
             m = results[str(i)]
-            if measured[i] == 0 or m.reference_ms < reference_ms[i]:  # first, or beside a faster reference
+            if np.isnan(measured[i]) or m.reference_ms < reference_ms[i]:  # first, or beside a faster reference
                 measured[i], reference_ms[i] = protocol.latency_ms(m), m.reference_ms or np.nan
 
     for start in range(0, len(archs), chunk):
         measure(list(range(start, min(start + chunk, len(archs)))), seed + start)
         if on_progress:
             on_progress(min(start + chunk, len(archs)), len(archs))
-    level = steady_ms()
-    if level and protocol.remeasure > 0:
-        slow = [i for i in range(len(archs)) if reference_ms[i] > level * (1 + STEADY_TOLERANCE)]
+    if with_reference and archs and protocol.remeasure > 0:
+        slow = caught_in_bursts(dict(enumerate(reference_ms.tolist())))
         for start in range(0, len(slow), chunk):
             measure(slow[start:start + chunk], seed + len(archs) + start)
     return measured, reference_ms

@@ -32,7 +32,7 @@ import random
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -289,22 +289,54 @@ class UniformSampling(Strategy):
         return result
 
 
+@contextmanager
+def mean_over_users(parameters: Iterable[nn.Parameter]) -> Iterator[dict[nn.Parameter, int]]:
+    """Inside the block, count the backward passes that accumulate a gradient into each parameter; on
+    leaving it, divide each gradient by its count, so that a parameter's gradient is the mean over the
+    passes that used it rather than their sum. Yields the counts (filled as the passes run).
+
+    Under DistributedDataParallel the division happens after the all-reduce of the last pass; every rank
+    trains the same paths, so every rank divides by the same counts.
+    """
+    counts: dict[nn.Parameter, int] = {}
+
+    def count(parameter: nn.Parameter) -> None:
+        counts[parameter] = counts.get(parameter, 0) + 1
+
+    handles = [p.register_post_accumulate_grad_hook(count) for p in parameters if p.requires_grad]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+    with torch.no_grad():
+        for parameter, n in counts.items():
+            if n > 1 and parameter.grad is not None:
+                parameter.grad.div_(n)
+
+
 @STRATEGIES.register("fairness")
 class StrictFairness(Strategy):
     """FairNAS strict fairness: m paths per step (m = ops per layer) that use every op of every layer
     exactly once, gradients accumulated, one optimizer update.
 
-    The paths' gradients are summed, not averaged, as FairNAS does: each candidate op then gets the
-    gradient of exactly one path, the same size as a single-path step gives it, while the shared stem
-    and head get m of them. Spaces whose layers offer fewer ops than others are balanced as
-    `hwnas.supernet.sampling.fair_paths` documents.
+    Each parameter's gradient is the mean over the paths that used it (`mean_over_users`). With
+    independent weights per op this is what FairNAS's summed gradients give every candidate op (the
+    gradient of exactly one path, as large as a single-path step gives it), while the stem and head, which
+    all m paths use, get the mean of their m gradients instead of FairNAS's sum. With entangled weights
+    (the default), where one layer's ops share their convolution kernels, a sum would give those kernels
+    up to m times a single-path step: on Fashion-MNIST (fbnet, width 0.25, 16 px, lr 0.1, 150 steps) the
+    summed supernet stayed at chance (median subnet 11 %), the per-parameter mean reached 33 %.
+    Spaces whose layers offer fewer ops than others are balanced as `hwnas.supernet.sampling.fair_paths`
+    documents.
     """
 
     def step(self, model, images, labels, *, criterion, optimizer, step):
         paths = fair_paths(self.space.num_ops, self.path_rng(step))
         optimizer.zero_grad(set_to_none=True)
-        results = [_train_path(model, images, labels, criterion, self.space.from_indices(path),
-                               synchronise=i == len(paths) - 1) for i, path in enumerate(paths)]
+        with mean_over_users(model.parameters()):
+            results = [_train_path(model, images, labels, criterion, self.space.from_indices(path),
+                                   synchronise=i == len(paths) - 1) for i, path in enumerate(paths)]
         optimizer.step()
         return StepResult(sum(r.loss_sum for r in results), sum(r.correct for r in results),
                           sum(r.seen for r in results))

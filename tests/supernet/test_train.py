@@ -25,8 +25,10 @@ from hwnas.supernet.train import (
     RunConfig,
     read_log,
     read_run,
+    mean_over_users,
     train,
 )
+from hwnas.supernet.sampling import fair_paths
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(dataset="synthetic", width=0.25, resolution=8, synthetic_size=64, batch_size=16, eval_paths=1,
@@ -78,6 +80,38 @@ def test_fairness_trains_every_op_of_every_layer_once_per_step(space_name, rando
         reached = {name for name, p in net.named_parameters() if p.grad is not None}
         assert reached == {name for name, _ in net.named_parameters()}, "every op received a gradient"
         assert result.seen == len(labels) * max(space.num_ops)
+
+
+def test_mean_over_users_divides_each_gradient_by_the_passes_that_reached_it():
+    shared, own, unused = (torch.nn.Parameter(torch.ones(2)) for _ in range(3))
+    with mean_over_users([shared, own, unused]) as counts:
+        (shared * 2).sum().backward()
+        (shared * 4 + own * 3).sum().backward()
+        (shared[:1] * 6).sum().backward()
+    assert counts == {shared: 3, own: 1}
+    assert shared.grad.tolist() == [4.0, 2.0] and own.grad.tolist() == [3.0, 3.0] and unused.grad is None
+    (shared * 3).sum().backward()  # the counting stops with the block
+    assert shared.grad.tolist() == [7.0, 5.0] and counts == {shared: 3, own: 1}
+
+
+def test_fairness_gradient_is_the_mean_over_the_paths_that_used_each_parameter(randomize_bn):
+    space, strategy = _strategy("fairness", "fbnet")
+    torch.manual_seed(0)
+    net = randomize_bn(SuperNet(space))  # entangled: a layer's ops share their kernels
+    images, labels = _batch()
+    criterion = torch.nn.CrossEntropyLoss()
+    per_path = []
+    for path in fair_paths(space.num_ops, strategy.path_rng(1)):
+        net.zero_grad(set_to_none=True)
+        criterion(net(images, space.from_indices(path)), labels).backward()
+        per_path.append({name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None})
+    strategy.step(net, images, labels, criterion=criterion, optimizer=torch.optim.SGD(net.parameters(), lr=0.0),
+                  step=1)
+    users = Counter(name for grads in per_path for name in grads)
+    assert max(users.values()) == len(per_path) and min(users.values()) == 1
+    for name, p in net.named_parameters():
+        expected = torch.stack([grads[name] for grads in per_path if name in grads]).mean(0)
+        torch.testing.assert_close(p.grad, expected, msg=name)
 
 
 def test_uniform_step_updates_one_path_and_nothing_else():

@@ -1,5 +1,5 @@
-"""Train a uniform FBNet supernet on Fashion-MNIST, then judge 20 random subnets with and without BN
-recalibration.
+"""Train an FBNet supernet (uniform or strict-fairness sampling) on Fashion-MNIST, then judge 20 random
+subnets with and without BN recalibration.
 
     python bench/fashion_mnist_supernet.py --run-dir /tmp/fmnist-supernet
     torchrun --standalone --nproc_per_node 2 bench/fashion_mnist_supernet.py --run-dir /tmp/fmnist-supernet
@@ -35,11 +35,12 @@ def main() -> None:
     parser.add_argument("--bn-batches", type=int, default=10)
     parser.add_argument("--subnets", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--strategy", default="uniform", choices=["uniform", "fairness"])
     parser.add_argument("--weight-sharing", default="entangled", choices=["entangled", "independent"])
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    config = RunConfig(space="fbnet", dataset=args.dataset, strategy="uniform", width=args.width,
+    config = RunConfig(space="fbnet", dataset=args.dataset, strategy=args.strategy, width=args.width,
                        resolution=args.resolution, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        eval_paths=args.eval_paths, bn_batches=args.bn_batches, weight_sharing=args.weight_sharing)
     started = time.perf_counter()
@@ -58,7 +59,8 @@ def main() -> None:
     evaluation = time.perf_counter() - started
 
     space = result.space
-    print(f"\nfbnet supernet, width {args.width}, input {space.profile.channels}x{space.profile.resolution}"
+    print(f"\nfbnet supernet ({args.strategy}), width {args.width}, "
+          f"input {space.profile.channels}x{space.profile.resolution}"
           f"x{space.profile.resolution}, {len(space.layers)} layers x {max(space.num_ops)} ops, "
           f"{sum(p.numel() for p in result.model.parameters()) / 1e6:.2f}M parameters")
     print(f"{args.dataset}: {len(evaluator.val_loader.dataset)} validation images (held out of the training "

@@ -104,7 +104,7 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool) -> None:
 @_options(*_training_options())
 @click.option("--strategy", default="uniform", show_default=True,
               help="Path sampling: uniform (one random path per step) or fairness (strict fairness: every op "
-                   "of every layer once per step).")
+                   "of every layer once per step; each parameter's gradient is the mean over the paths that used it).")
 @click.option("--weight-sharing", type=click.Choice(["entangled", "independent"]), default="entangled",
               show_default=True,
               help="entangled: the MBConv ops of a layer share one set of conv weights (a k3 kernel is the centre "

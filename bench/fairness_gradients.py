@@ -5,10 +5,10 @@
 Trains four supernets from the same initial weights and prints, side by side, the training time and the
 validation accuracy (best / median / worst, BN recalibrated) of the same random subnets:
 
-- ``fairness``: `hwnas train --strategy fairness`, each parameter's gradient the mean over the paths that
-  used it (`hwnas.supernet.train.mean_over_users`);
+- ``fairness``: `hwnas train --strategy fairness` (`StrictFairness.step`), each parameter's gradient the mean
+  over the paths that used it (`hwnas.supernet.train.mean_over_users`);
 - ``fairness-sum``: the same paths with their gradients summed, as FairNAS does with independent weights;
-- ``uniform``: one path per step, the same number of steps;
+- ``uniform``: one path per step (`UniformSampling.step`), the same number of steps;
 - ``uniform, same compute``: one path per step, m times as many steps (as many forward/backward passes as
   fairness).
 
@@ -22,17 +22,26 @@ import math
 import random
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
 
 from hwnas.supernet.data import build_loaders
 from hwnas.supernet.evaluate import calibration_batches, subnet_accuracy
-from hwnas.supernet.sampling import fair_paths, uniform_path
+from hwnas.supernet.sampling import fair_paths
 from hwnas.supernet.spaces import get_space
 from hwnas.supernet.supernet import SuperNet
-from hwnas.supernet.train import mean_over_users
+from hwnas.supernet.train import STRATEGIES, RunConfig, StrictFairness
+
+
+class SummedFairness(StrictFairness):
+    """The same paths as `StrictFairness`, their gradients summed (FairNAS; hwnas before the mean)."""
+
+    def step(self, model, images, labels, *, criterion, optimizer, step):
+        optimizer.zero_grad(set_to_none=True)
+        for path in fair_paths(self.space.num_ops, self.path_rng(step)):
+            criterion(model(images, self.space.from_indices(path)), labels).backward()
+        optimizer.step()
 
 
 def train_variant(variant: str, steps: int, args, loaders, space) -> tuple[SuperNet, float]:
@@ -41,6 +50,11 @@ def train_variant(variant: str, steps: int, args, loaders, space) -> tuple[Super
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=4e-5)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    # the shipped strategies (paths drawn from (seed, step)); only the summed variant is the bench's own
+    config = RunConfig(space=args.space, dataset="fashion-mnist", strategy=variant.removesuffix("-sum"),
+                       width=args.width, seed=args.seed, eval_paths=0)
+    strategy = (SummedFairness if variant == "fairness-sum" else STRATEGIES.get(config.strategy))(space, config,
+                                                                                                 loaders)
     batches = iter(loaders.train)
     started = time.perf_counter()
     for step in range(steps):
@@ -49,13 +63,7 @@ def train_variant(variant: str, steps: int, args, loaders, space) -> tuple[Super
         except StopIteration:
             batches = iter(loaders.train)
             images, labels = next(batches)
-        rng = random.Random(f"path:{args.seed}:{step}")
-        paths = fair_paths(space.num_ops, rng) if variant.startswith("fairness") else [uniform_path(space.num_ops, rng)]
-        optimizer.zero_grad(set_to_none=True)
-        with mean_over_users(net.parameters()) if variant == "fairness" else nullcontext():
-            for path in paths:
-                criterion(net(images, space.from_indices(path)), labels).backward()
-        optimizer.step()
+        strategy.step(net, images, labels, criterion=criterion, optimizer=optimizer, step=step)
         schedule.step()
     return net.eval(), time.perf_counter() - started
 

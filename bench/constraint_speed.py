@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from hwnas.search import Constraint
-from hwnas.search.testing import synthetic_table
-from hwnas.supernet.spaces import SPACES, get_space
+from hwnas.testing import synthetic_table
+from hwnas.space import SPACES, get_space
 from hwnas.tables import LookupTable
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from hwnas.search import Evolution, parse_latency, run_search
-from hwnas.search.evaluator import Evaluator
-from hwnas.search.supernet_evaluator import evaluator_for_run
+from hwnas.supernet.evaluator import Evaluator
+from hwnas.training import open_evaluator
 from hwnas.tables import LookupTable
 
 
@@ -46,7 +46,7 @@ class Timed(Evaluator):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--supernet", required=True, help="supernet run directory (hwnas.supernet.train)")
+    parser.add_argument("--supernet", required=True, help="supernet run directory (hwnas train)")
     parser.add_argument("--table", required=True, help="lookup table of the supernet's space")
     parser.add_argument("--target-latency", default=None)
     parser.add_argument("--population", type=int, default=60)
@@ -71,15 +71,16 @@ def main() -> None:
         target = float(np.median(table.predict_indices(np.array([space.indices(space.sample(rng))
                                                                   for _ in range(10000)]))))
     start = time.perf_counter()
-    inner, supernet = evaluator_for_run(args.supernet, space, bn_batches=args.bn_batches, val_batches=args.val_batches,
-                                        batch_size=args.batch_size, device=args.device)
+    inner = open_evaluator(args.supernet, space=space, bn_batches=args.bn_batches, val_batches=args.val_batches,
+                           batch_size=args.batch_size, device=args.device)
+    supernet = inner.supernet
     setup = time.perf_counter() - start
     evaluator = Timed(inner)
     strategy = Evolution(population=args.population, generations=args.generations, parents=args.parents)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         result = run_search(strategy, space=space, tables=[table], target_ms=target, evaluator=evaluator,
-                            supernet=supernet, seed=args.seed, output=out, references=False)
+                            seed=args.seed, output=out, references=False)
         wall = time.perf_counter() - start
     n = len(result.candidates)
     other = wall - evaluator.seconds

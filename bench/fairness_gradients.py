@@ -6,7 +6,7 @@ Trains four supernets from the same initial weights and prints, side by side, th
 validation accuracy (best / median / worst, BN recalibrated) of the same random subnets:
 
 - ``fairness``: `hwnas train --strategy fairness` (`StrictFairness.step`), each parameter's gradient the mean
-  over the paths that used it (`hwnas.supernet.train.mean_over_users`);
+  over the paths that used it (`hwnas.training.strategies.mean_over_users`);
 - ``fairness-sum``: the same paths with their gradients summed, as FairNAS does with independent weights;
 - ``uniform``: one path per step (`UniformSampling.step`), the same number of steps;
 - ``uniform, same compute``: one path per step, m times as many steps (as many forward/backward passes as
@@ -26,12 +26,12 @@ import time
 import torch
 from torch import nn
 
-from hwnas.supernet.data import build_loaders
+from hwnas.data import build_loaders
 from hwnas.supernet.evaluate import calibration_batches, subnet_accuracy
-from hwnas.supernet.sampling import fair_paths
-from hwnas.supernet.spaces import get_space
-from hwnas.supernet.supernet import SuperNet
-from hwnas.supernet.train import STRATEGIES, RunConfig, StrictFairness
+from hwnas.training.sampling import fair_paths
+from hwnas.space import get_space
+from hwnas.supernet import SuperNet
+from hwnas.training import STRATEGIES, RunConfig, StrictFairness
 
 
 class SummedFairness(StrictFairness):
@@ -83,9 +83,7 @@ def main() -> None:
     args = parser.parse_args()
 
     loaders = build_loaders("fashion-mnist", batch_size=args.batch_size, resolution=args.resolution, seed=args.seed)
-    spec = loaders.spec
-    space = get_space(args.space, "fashion-mnist", width=args.width, channels=spec.channels,
-                      resolution=spec.resolution, num_classes=spec.num_classes)
+    space = get_space(args.space, loaders.profile, width=args.width)
     m = max(space.num_ops)
     calibration = calibration_batches(build_loaders("fashion-mnist", batch_size=args.batch_size, augment=False,
                                                     resolution=args.resolution, seed=args.seed).train, 10)
@@ -103,8 +101,8 @@ def main() -> None:
                                      space)
         accs = [subnet_accuracy(net, arch, val, calibration=calibration) for arch in archs]
         passes = steps * (m if variant.startswith("fairness") else 1)
-        print(f"{variant:<24}{steps:>7}{passes:>8}{seconds:>9.0f}{max(accs):>8.1%}{statistics.median(accs):>8.1%}"
-              f"{min(accs):>8.1%}", flush=True)
+        print(f"{variant:<24}{steps:>7}{passes:>8}{seconds:>9.0f}{max(accs):>7.1f}%{statistics.median(accs):>7.1f}%"
+              f"{min(accs):>7.1f}%", flush=True)
 
 
 if __name__ == "__main__":

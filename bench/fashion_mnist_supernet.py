@@ -18,8 +18,7 @@ import time
 
 import torch
 
-from hwnas.supernet.evaluate import SubnetEvaluator
-from hwnas.supernet.train import RunConfig, read_log, train
+from hwnas.training import RunConfig, open_evaluator, read_log, train
 
 
 def main() -> None:
@@ -51,7 +50,7 @@ def main() -> None:
     log = read_log(args.run_dir)
 
     started = time.perf_counter()
-    evaluator = SubnetEvaluator.from_run(args.run_dir, bn_batches=args.bn_batches)
+    evaluator = open_evaluator(args.run_dir, bn_batches=args.bn_batches, device="cpu")
     rng = random.Random(0)
     archs = [evaluator.space.sample(rng) for _ in range(args.subnets)]
     inherited = [evaluator.accuracy(arch, recalibrate=False) for arch in archs]
@@ -67,12 +66,12 @@ def main() -> None:
           f"split); batch {args.batch_size} per process, lr {args.lr}, {torch.get_num_threads()} thread(s)")
     print(f"training: {len(log)} epochs, {sum(row['wall_s'] for row in log):.0f} s summed over the epochs "
           f"(this call: {wall:.0f} s, {len(result.history)} epochs); last epoch "
-          f"{log[-1]['images_per_s']:.0f} img/s, train acc {log[-1]['train_acc']:.2%}")
+          f"{log[-1]['images_per_s']:.0f} img/s, train acc {log[-1]['train_acc']:.2f} %")
     print(f"evaluation of {len(archs)} random subnets ({args.bn_batches} BN batches of {args.batch_size}): "
           f"{evaluation:.0f} s")
-    print(f"{'validation accuracy':<22}{'best':>8}{'median':>8}{'worst':>8}")
+    print(f"{'validation accuracy %':<22}{'best':>8}{'median':>8}{'worst':>8}")
     for name, accs in (("inherited BN", inherited), ("recalibrated BN", recalibrated)):
-        print(f"{name:<22}{max(accs):>8.2%}{statistics.median(accs):>8.2%}{min(accs):>8.2%}")
+        print(f"{name:<22}{max(accs):>8.2f}{statistics.median(accs):>8.2f}{min(accs):>8.2f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
-from hwnas.supernet.spaces import get_space
+from hwnas.space import get_space
 
 
 def main() -> None:

@@ -22,12 +22,13 @@ import time
 
 import numpy as np
 
-from hwnas.devices import Protocol
-from hwnas.profiler.validate import check_same_device, measure_archs_against_reference, table_device
+from hwnas.profiler.protocol import Protocol
+from hwnas.profiler.session import check_same_device, table_device
+from hwnas.profiler.validate import measure_archs_against_reference
 from hwnas.search import make_strategy, run_search
-from hwnas.search.supernet_evaluator import SupernetEvaluator, load_run
-from hwnas.supernet.data import build_loaders
 from hwnas.tables import LookupTable
+from hwnas.training import open_evaluator
+from hwnas.training.trained import warm_start
 
 
 def main() -> None:
@@ -51,11 +52,10 @@ def main() -> None:
     random_ms = table.predict_indices(np.array([space.indices(space.sample(rng)) for _ in range(2000)]))
     targets = [round(float(np.percentile(random_ms, float(t[1:]))), 3) if t.startswith("p") else float(t)
                for t in args.targets.split(",")]
-    evaluator = SupernetEvaluator.from_run(args.supernet, space=space, bn_batches=args.bn_batches,
-                                           val_batches=args.val_batches, device="cpu")
-    supernet, run_config = load_run(args.supernet)
-    data = build_loaders(run_config.dataset, run_config.data_root, batch_size=64, seed=args.seed,
-                         resolution=space.profile.resolution)
+    evaluator = open_evaluator(args.supernet, space=space, bn_batches=args.bn_batches, val_batches=args.val_batches,
+                               device="cpu")
+    # the differentiable search starts from the supernet's weights, on its data and its own validation split
+    training = {**warm_start(args.supernet), "device": "cpu"}
 
     rows = []
     for target in targets:
@@ -67,7 +67,7 @@ def main() -> None:
             else:
                 strategy = make_strategy("differentiable", epochs=args.diff_epochs, warmup_epochs=0,
                                          steps_per_epoch=args.diff_steps)
-                extra = dict(evaluator=None, supernet=supernet, data=data)
+                extra = dict(evaluator=None, training=training)
             start = time.perf_counter()
             result = run_search(strategy, space=space, tables=[table], target_ms=target, seed=args.seed,
                                 references=False, **extra)

@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from hwnas.supernet.data import build_loaders
-from hwnas.supernet.sampling import uniform_path
-from hwnas.supernet.spaces import get_space
-from hwnas.supernet.supernet import SuperNet
-from hwnas.supernet.train import OPTIMIZERS, RunConfig, StandaloneTraining, StrictFairness, UniformSampling
+from hwnas.data import build_loaders
+from hwnas.training.sampling import uniform_path
+from hwnas.space import get_space
+from hwnas.supernet import SuperNet
+from hwnas.training import OPTIMIZERS, RunConfig, StandaloneTraining, StrictFairness, UniformSampling
 
 
 def timed(step) -> float:

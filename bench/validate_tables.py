@@ -20,7 +20,7 @@ import pandas as pd
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
 from hwnas.profiler.validate import validate_table
-from hwnas.supernet.spaces import get_space
+from hwnas.space import get_space
 
 
 def main() -> None:

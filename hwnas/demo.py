@@ -12,24 +12,27 @@ inspected or rerun by hand (the summary prints the equivalent commands).
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hwnas.devices import Protocol, get_device
+from hwnas.data import build_loaders
+from hwnas.devices import get_device
 from hwnas.errors import DataError
 from hwnas.profiler.build import profile_space
+from hwnas.profiler.protocol import Protocol
+from hwnas.progress import ProgressCallback
 from hwnas.search import load_search, make_strategy, run_sweep
 from hwnas.search.pareto import chart_data
 from hwnas.search.plot import draw_chart
-from hwnas.search.supernet_evaluator import SupernetEvaluator
-from hwnas.supernet.data import build_loaders
-from hwnas.supernet.spaces import get_space
-from hwnas.supernet.train import RunConfig, train
+from hwnas.space import get_space
+from hwnas.training import RunConfig, open_evaluator, train
+
+log = logging.getLogger(__name__)
 
 #: a quicker protocol than the default: the demo's table has to be built in about a minute
 DEMO_PROTOCOL = Protocol(warmup_s=0.05, min_block_s=0.01, rounds=5)
@@ -67,22 +70,24 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def ensure_data(settings: DemoSettings, say: Callable[[str], None]) -> bool:
+def ensure_data(settings: DemoSettings) -> bool:
     """Whether Fashion-MNIST must be downloaded: found locally (or the Debian package) -> False."""
     try:
         build_loaders("fashion-mnist", settings.data_root, batch_size=settings.batch_size)
         return False
     except DataError as exc:
         if not settings.download:
-            say(f"Fashion-MNIST was not found locally ({exc}); downloading it (about 30 MB).")
+            log.info("Fashion-MNIST was not found locally (%s); downloading it (about 30 MB).", exc)
         return True
 
 
-def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
+def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallback | None = None) -> DemoResult:
+    """Run the four steps into ``out`` (see the module docstring); each step is announced on the ``hwnas`` logger
+    and ``on_progress`` follows the work inside it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    download = settings.download or ensure_data(settings, say)
+    download = settings.download or ensure_data(settings)
 
     # every setting is checked before the first minute of work is spent
     config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="uniform", width=settings.width,
@@ -94,17 +99,17 @@ def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None]
     space = get_space(settings.space, "fashion-mnist", width=settings.width, resolution=settings.resolution)
     device = get_device(settings.device)
     table_path = out / f"{settings.space}-fashion-mnist-{settings.device}.jsonl"
-    say(f"[1/4] profiling {len(space.all_blocks())} blocks of {settings.space} (width {settings.width}) on "
+    log.info(f"[1/4] profiling {len(space.all_blocks())} blocks of {settings.space} (width {settings.width}) on "
         f"{settings.device} -> {table_path}")
     start = time.perf_counter()
-    table = profile_space(space, device, table_path, protocol=settings.protocol)
+    table = profile_space(space, device, table_path, protocol=settings.protocol, on_progress=on_progress)
     seconds["profile"] = time.perf_counter() - start
 
     run_dir = out / "supernet"
-    say(f"[2/4] training a uniform supernet for {settings.epochs} epochs on Fashion-MNIST "
+    log.info(f"[2/4] training a uniform supernet for {settings.epochs} epochs on Fashion-MNIST "
         f"({settings.resolution}x{settings.resolution}) -> {run_dir}")
     start = time.perf_counter()
-    train(config, run_dir)
+    train(config, run_dir, on_progress=on_progress)
     seconds["train"] = time.perf_counter() - start
 
     rng = random.Random(settings.seed)
@@ -112,18 +117,18 @@ def run_demo(out: str | Path, settings: DemoSettings, say: Callable[[str], None]
     latencies = table.predict_indices(samples)
     targets = [round(float(np.percentile(latencies, p)), 3) for p in settings.percentiles]
     search_dir = out / "search"
-    say(f"[3/4] evolution at targets {', '.join(f'{t:g} ms' for t in targets)} -> {search_dir}")
+    log.info(f"[3/4] evolution at targets {', '.join(f'{t:g} ms' for t in targets)} -> {search_dir}")
     start = time.perf_counter()
-    evaluator = SupernetEvaluator.from_run(run_dir, space=space, bn_batches=settings.bn_batches,
-                                           val_batches=settings.val_batches, device="cpu")
+    evaluator = open_evaluator(run_dir, space=space, bn_batches=settings.bn_batches,
+                               val_batches=settings.val_batches, device="cpu")
     strategy = make_strategy("evolution", population=settings.population, generations=settings.generations,
                              parents=settings.parents)
     results = run_sweep(strategy, targets_ms=targets, space=space, tables=[table], output=search_dir,
-                        evaluator=evaluator, seed=settings.seed, force=True)
+                        evaluator=evaluator, seed=settings.seed, force=True, on_progress=on_progress)
     seconds["search"] = time.perf_counter() - start
 
     chart = out / "pareto.png"
-    say(f"[4/4] plotting the accuracy-latency chart -> {chart}")
+    log.info(f"[4/4] plotting the accuracy-latency chart -> {chart}")
     records = [load_search(r.path) for r in results]
     draw_chart(chart_data(records), chart)
     rows = []

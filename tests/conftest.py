@@ -1,4 +1,6 @@
 import gzip
+import hashlib
+import pickle
 import random
 import struct
 
@@ -12,7 +14,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU")
     for item in items:
-        if "cuda" in item.keywords:
+        if item.get_closest_marker("cuda") is not None:  # the marker, not a parameter id that reads "cuda"
             item.add_marker(skip)
 
 
@@ -24,18 +26,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _no_waiting_for_calm():
-    """Profiling waits up to `CALM_WAIT_S` per batch for other tenants' bursts to pass; with the tests' tiny timed
-    blocks a noisy CI machine would look busy all the time, so tests look once and go on
-    (`tests/profiler/test_build.py` tests the waiting itself)."""
-    from hwnas.profiler import build
-
-    wait, build.CALM_WAIT_S = build.CALM_WAIT_S, 0.0  # session-wide, as module-scoped tables are built first
-    yield
-    build.CALM_WAIT_S = wait
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +88,44 @@ def write_fashion_mnist():
 def debian_fashion(tmp_path):
     """The Debian package's layout: the four gzipped idx files directly in one folder."""
     return _write_fashion_mnist(tmp_path / "debian", 30, 10)
+
+
+def _write_cifar(root, name: str, monkeypatch, *, train_size: int = 20, test_ids=range(200, 205)):
+    """A tiny torchvision CIFAR tree under ``root``: ``train_size`` training images spread evenly over the
+    training files (image i is a flat grey level i of class i % 10) and ``test_ids`` in the test file.
+    The class's md5 table is pointed at these files, so torchvision's own integrity check and pickle
+    loading run unchanged."""
+    from torchvision import datasets
+
+    from hwnas.space import PROFILES
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    label_key, meta_key = ("labels", "label_names") if name == "cifar10" else ("fine_labels", "fine_label_names")
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+
+    def write(path, ids):
+        rows = np.repeat(np.asarray(ids, dtype=np.uint8)[:, None], 3 * 32 * 32, axis=1)  # N x (C*H*W) bytes
+        path.write_bytes(pickle.dumps({"data": rows, label_key: [i % 10 for i in ids]}))
+
+    train_files = [f for f, _ in cls.train_list]
+    per_file = train_size // len(train_files)
+    for n, f in enumerate(train_files):
+        write(folder / f, list(range(n * per_file, (n + 1) * per_file)))
+    write(folder / cls.test_list[0][0], list(test_ids))
+    classes = [f"class{i}" for i in range(PROFILES.get(name).num_classes)]
+    (folder / cls.meta["filename"]).write_bytes(pickle.dumps({meta_key: classes}))
+
+    def md5(path):
+        return hashlib.md5(path.read_bytes()).hexdigest()
+
+    monkeypatch.setattr(cls, "train_list", [[f, md5(folder / f)] for f in train_files])
+    monkeypatch.setattr(cls, "test_list", [[f, md5(folder / f)] for f, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(folder / cls.meta["filename"])})
+    return root
+
+
+@pytest.fixture
+def write_cifar(monkeypatch):
+    """``write_cifar(root, name, train_size=20, test_ids=range(200, 205))`` writes a tiny CIFAR-10/100 tree."""
+    return lambda root, name, **options: _write_cifar(root, name, monkeypatch, **options)

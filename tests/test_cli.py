@@ -48,7 +48,7 @@ def test_arch_string_table_and_csv():
 
 
 def test_arch_from_json_file(tmp_path):
-    from hwnas.supernet.references import REFERENCES
+    from hwnas.space import REFERENCES
 
     path = tmp_path / "a.json"
     path.write_text(REFERENCES.get("SPOS").arch.to_json())

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import hwnas.search.supernet_evaluator as supernet_evaluator
+import hwnas.training
 from hwnas.cli import cli
-from hwnas.search.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
-from hwnas.supernet.spaces import get_space
+from hwnas.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
+from hwnas.space import get_space
 
 SPACE = get_space("spos", "cifar10", width=0.25)
 FAST = ["--population", "6", "--generations", "3", "--parents", "2"]
@@ -45,10 +45,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def fake_supernet(monkeypatch):
     """`--supernet RUN_DIR` gives the synthetic evaluator (the run directory is only named)."""
-    def evaluator_for_run(run_dir, space, **options):
-        return SyntheticEvaluator(space), None
+    def open_evaluator(run_dir, *, space, **options):
+        return SyntheticEvaluator(space)
 
-    monkeypatch.setattr(supernet_evaluator, "evaluator_for_run", evaluator_for_run)
+    monkeypatch.setattr(hwnas.training, "open_evaluator", open_evaluator)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +194,21 @@ def test_supernet_of_another_space_is_one_line_exit_2(tables, run_dir, tmp_path,
         result = run("export", "FBNet-A", "--space", "fbnet", "--input", "cifar10", "--width", "0.25", "--supernet",
                      run_dir, "-o", tmp_path / "x")
         one_line_error(result, "the supernet must be of the architecture's space, but it was built for spos/cifar10")
+
+
+def test_differentiable_search_from_the_cli_keeps_its_training_run(tables, run_dir, tmp_path):
+    root, lowest = tables
+    args = ["search", "--strategy", "differentiable", "--space", "spos", "--table", root / "cpu.jsonl",
+            "--target-latency", f"{2 * lowest:.6f}", "--supernet", run_dir, "--epochs", "1", "--warmup-epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "8", "--eval-device", "cpu", "--no-references", "--format", "json",
+            "-o", tmp_path / "d"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["candidates"] == 1 and 0 <= row["best_accuracy"] <= 100
+    log = pd.read_csv(tmp_path / "d" / "supernet" / "log.csv")
+    assert list(log["epoch"]) == [1, 2] and (log["expected_latency_ms"] > 0).all()
+    config = json.loads((tmp_path / "d" / "supernet" / "config.json").read_text())["config"]
+    assert config["strategy"] == "differentiable" and config["init_from"] == str(run_dir.resolve())
+    again = CliRunner().invoke(cli, [str(a) for a in args])
+    assert again.exit_code == 0 and json.loads(again.stdout)["rows"][0]["best_accuracy"] == row["best_accuracy"]

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from hwnas import demo
 from hwnas.cli import cli
-from hwnas.devices import Protocol
+from hwnas.profiler.protocol import Protocol
 from hwnas.tables import LookupTable
 
 

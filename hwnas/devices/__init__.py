@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwnas.devices.base import Device, Example, Measurement, Protocol, Runner, interleaved_measure
+from hwnas.devices.base import DEVICES, Device, Example
 from hwnas.devices.cpu import CpuDevice
 from hwnas.devices.cuda import CudaDevice
 from hwnas.devices.ort_mobile import OrtCpuDevice, OrtMobileDevice
-from hwnas.registry import Registry
 
-DEVICES: Registry[type[Device]] = Registry("device")
 for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice):
     DEVICES.add(_device.name, _device)
 
@@ -30,7 +28,5 @@ def list_devices() -> list[str]:
     return DEVICES.names()
 
 
-__all__ = [
-    "DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "Measurement", "OrtCpuDevice", "OrtMobileDevice",
-    "Protocol", "Runner", "get_device", "interleaved_measure", "list_devices",
-]
+__all__ = ["DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "OrtCpuDevice", "OrtMobileDevice", "get_device",
+           "list_devices"]

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from hwnas.devices.base import Device, HostCallRunner, Protocol, Runner
+from hwnas.devices.base import Device, HostCallRunner
+from hwnas.profiler.protocol import Protocol, Runner
 
 TorchCopy = tuple[torch.nn.Module, tuple[torch.Tensor, ...]]
 

@@ -20,9 +20,10 @@ import onnxruntime as ort
 import torch
 
 from hwnas.devices import fingerprint
-from hwnas.devices.base import Device, Example, HostCallRunner, Protocol, Runner
+from hwnas.devices.base import Device, Example, HostCallRunner
 from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError, require
+from hwnas.profiler.protocol import Protocol, Runner
 
 PROVIDER = "CPUExecutionProvider"
 EXPORTERS = ("torchscript", "dynamo")

@@ -1,53 +1,32 @@
 """Building a lookup table: every distinct block of a space measured once on one device.
 
-Blocks are measured in batches of interleaved rounds (`hwnas.devices.interleaved_measure`), each batch
-together with a fixed reference block, and every finished batch is appended to the table file at once,
-so an interrupted run resumes where it stopped. Before each batch the machine is checked for bursts of
-other work (the reference block running slow), and the batch waits for calm. Once the table is complete,
-entries still measured during a burst are measured again (:func:`remeasure_bursts`) and every latency is
-scaled by the reference's drift (``Protocol.drift_correction``, :func:`correct_drift`); ``raw_ms``,
-``median_ms`` and ``iqr_ms`` stay as timed. A file measured on another device fingerprint, with another
-protocol, or for another space is refused unless the caller forces a fresh start (the old file is then
-kept beside it as ``.bak``).
+Blocks are measured in batches of interleaved rounds by a `MeasuringSession`, each batch together with a
+fixed reference block, and every finished batch is appended to the table file at once, so an interrupted
+run resumes where it stopped. Before each batch the machine is checked for bursts of other work (the
+reference block running slow), and the batch waits for calm (within the protocol's budget). Once the table
+is complete, entries still measured during a burst are measured again (:func:`remeasure_bursts`) and every
+latency is scaled by the reference's drift (``Protocol.drift_correction``, :func:`correct_drift`);
+``raw_ms``, ``median_ms`` and ``iqr_ms`` stay as timed. A file measured on another device fingerprint, with
+another protocol, or for another space is refused unless the caller forces a fresh start (the old file is
+then kept beside it as ``.bak``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from hwnas.devices import Device, Measurement, Protocol, Runner, interleaved_measure
+from hwnas.devices import Device
 from hwnas.errors import TableError
-from hwnas.profiler.counting import block_cost
-from hwnas.supernet.ops import OpSpec
-from hwnas.supernet.space import BlockSpec, SearchSpace
+from hwnas.profiler.protocol import Measurement, Protocol, caught_in_bursts
+from hwnas.profiler.session import PRECISION_DTYPES, MeasuringSession, device_header, header_mismatches, reference_block
+from hwnas.progress import ProgressCallback, report
+from hwnas.space import BlockSpec, SearchSpace, block_cost
 from hwnas.tables import LookupTable, Record, TableWriter, make_header
-
-PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
-REFERENCE_KEY = "__reference__"
-#: How much slower than usual the reference may come out before its batch is timed again. Bursts of other
-#: work on a shared machine slow everything by 1.6-1.9x; between them the reference varies by a few %.
-STEADY_TOLERANCE = 0.10
-#: The longest a batch waits, over all its attempts, for a burst of other work to pass before it is timed anyway.
-CALM_WAIT_S = 30.0
-#: The pause between two looks at the reference while waiting for calm.
-CALM_PAUSE_S = 0.5
-
-
-def reference_block(batch: int, dtype: str) -> BlockSpec:
-    """A fixed mid-sized block, the same in every table, timed in every batch to expose machine drift."""
-    return BlockSpec(OpSpec.of("mbconv", k=3, e=6), 32, 32, 1, 16, 16, batch, dtype)
-
-
-def device_header(device: Device) -> dict:
-    return {"name": device.name, "comparable": device.fingerprint_key(), "info": device.info()}
 
 
 def table_header(space: SearchSpace, device: Device, protocol: Protocol) -> dict:
@@ -58,100 +37,14 @@ def table_header(space: SearchSpace, device: Device, protocol: Protocol) -> dict
     return header
 
 
-def header_mismatches(old: dict, new: dict) -> list[str]:
-    """What differs between two table headers in ways that make their measurements incomparable."""
-    diffs = []
-    for name, a, b in (("space", old.get("space"), new["space"]), ("protocol", old.get("protocol"), new["protocol"]),
-                       ("batch", old.get("batch"), new["batch"]), ("dtype", old.get("dtype"), new["dtype"])):
-        if a != b:
-            diffs.append(f"{name} {a} != {b}")
-    old_dev, new_dev = old.get("device", {}).get("comparable", {}), new["device"]["comparable"]
-    for key in sorted(set(old_dev) | set(new_dev)):
-        if old_dev.get(key) != new_dev.get(key):
-            diffs.append(f"{key} {old_dev.get(key)!r} != {new_dev.get(key)!r}")
-    return diffs
-
-
-def measure_modules(modules: dict[str, tuple[torch.nn.Module, torch.Tensor]], device: Device, protocol: Protocol, *,
-                    reference: str | None = None, seed: int = 0,
-                    steady_ms: float | None = None) -> dict[str, Measurement]:
-    """Prepare every (module, example) on ``device``, time them in interleaved rounds, and release them.
-
-    With ``steady_ms`` (the reference's usual latency) the machine is checked before each attempt: while
-    the reference runs more than ``STEADY_TOLERANCE`` slower, a burst of other work is going on and the
-    batch waits for it to pass (:func:`wait_for_calm`, at most ``CALM_WAIT_S`` per batch). A batch whose
-    reference still came out too slow is timed again, at most ``protocol.remeasure`` more times, and the
-    attempt whose reference was fastest is kept.
-    """
-    runners = {}
-    try:
-        for key, (module, example) in modules.items():
-            runners[key] = device.prepare(module, example, protocol)
-        watch = reference is not None and steady_ms is not None
-        deadline = time.monotonic() + CALM_WAIT_S
-        best = None
-        for attempt in range(protocol.remeasure + 1):
-            if watch:
-                wait_for_calm(runners[reference], steady_ms, protocol, deadline)
-            result = interleaved_measure(runners, protocol, reference=reference, seed=seed + attempt)
-            if best is None or batch_reference_ms(result, reference) < batch_reference_ms(best, reference):
-                best = result
-            if not watch or batch_reference_ms(best, reference) <= steady_ms * (1 + STEADY_TOLERANCE):
-                break
-        return best
-    finally:
-        for runner in runners.values():
-            runner.close()
-
-
-def wait_for_calm(runner: Runner, steady_ms: float, protocol: Protocol, deadline: float, *,
-                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> bool:
-    """Time short blocks of the reference ``runner`` until one runs within ``STEADY_TOLERANCE`` of
-    ``steady_ms``, pausing ``CALM_PAUSE_S`` between tries, or until ``clock()`` passes ``deadline``.
-
-    Returns whether the machine was calm. Waiting costs nothing when it is; during a burst of other
-    tenants' work (seconds to a minute on a shared VM) measuring would only record the burst.
-    """
-    number = max(1, math.ceil(protocol.min_block_s / (steady_ms / 1e3)))
-    runner.time_block(number)  # untimed warm-up: a runner's first calls are slow
-    while True:
-        if 1e3 * runner.time_block(number) <= steady_ms * (1 + STEADY_TOLERANCE):
-            return True
-        if clock() >= deadline:
-            return False
-        sleep(CALM_PAUSE_S)
-
-
-def caught_in_bursts(reference_ms: dict) -> list:
-    """The keys whose reference ran more than ``STEADY_TOLERANCE`` above the fastest of them: measured during
-    a burst of other work, and worth measuring again."""
-    level = min(reference_ms.values())
-    return [key for key, ref in reference_ms.items() if ref > level * (1 + STEADY_TOLERANCE)]
-
-
-def batch_reference_ms(results: dict[str, Measurement], reference: str | None) -> float:
-    """The reference's latency over the rounds the entries of a batch kept (the median over entries);
-    0 without a reference, so that the first attempt is kept."""
-    if reference is None:
-        return 0.0
-    return float(np.median([m.reference_ms for key, m in results.items() if key != reference]))
-
-
-def measure_blocks(blocks: list[BlockSpec], device: Device, protocol: Protocol, seed: int = 0,
-                   steady_ms: float | None = None) -> dict[str, Measurement]:
-    """Measure one batch of blocks together with the reference block (under `REFERENCE_KEY`)."""
-    specs = {b.key: b for b in blocks}
-    specs[REFERENCE_KEY] = reference_block(device.batch_size, blocks[0].dtype)
-    modules = {key: (block.build().eval(), torch.randn(block.input_shape)) for key, block in specs.items()}
-    return measure_modules(modules, device, protocol, reference=REFERENCE_KEY, seed=seed, steady_ms=steady_ms)
-
-
 def profile_space(space: SearchSpace, device: Device, path: str | Path, *, protocol: Protocol | None = None,
                   force: bool = False, batch_blocks: int = 12, seed: int = 0,
-                  on_progress: Callable[[int, int], None] | None = None) -> LookupTable:
+                  on_progress: ProgressCallback | None = None,
+                  on_batch: Callable[[int], None] | None = None) -> LookupTable:
     """Measure every block of ``space`` on ``device`` into the table at ``path`` (resuming it if it exists).
 
-    ``on_progress(done, total)`` is called after each batch of blocks is written.
+    ``on_progress`` gets a `hwnas.progress.Progress` after each batch of blocks is written;
+    ``on_batch(records written)`` is called at the same moment (tests stop a build there, as a kill would).
     """
     protocol = protocol or Protocol()
     path = Path(path)
@@ -172,27 +65,25 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     blocks = space.all_blocks(header["batch"], header["dtype"])
     todo = [b for b in blocks if b.key not in done]
     total = len(blocks)
+    task = f"profiling {space.name} on {device.name}"
     header["reference_level_ms"] = None  # set when a complete table is drift-corrected
-    writer = TableWriter(path) if done else TableWriter(path, header)
-    # the reference's times in this run: a batch whose reference is well above their minimum waits for calm and is
-    # timed again (a resumed table's earlier records may come from another state of the machine; remeasure_bursts
-    # and correct_drift bring the whole table to one level at the end)
-    references: list[float] = []
-    with writer:
-        if on_progress:
-            on_progress(total - len(todo), total)
+    # a resumed table's earlier records may come from another state of the machine; remeasure_bursts and
+    # correct_drift bring the whole table to one level at the end
+    session = MeasuringSession(device, protocol)
+    with TableWriter(path) if done else TableWriter(path, header) as writer:
+        report(on_progress, task, total - len(todo), total)
         for start in range(0, len(todo), batch_blocks):
             batch = todo[start:start + batch_blocks]
-            steady = min(references) if protocol.drift_correction and references else None
-            measured = measure_blocks(batch, device, protocol, seed=seed + start, steady_ms=steady)
-            references.append(batch_reference_ms(measured, REFERENCE_KEY))
+            measured = session.measure_blocks(batch, seed=seed + start)
             for block in batch:
                 writer.append(make_record(block, measured[block.key], protocol))
-            if on_progress:
-                on_progress(total - len(todo) + start + len(batch), total)
+            written = total - len(todo) + start + len(batch)
+            report(on_progress, task, written, total)
+            if on_batch is not None:
+                on_batch(written)
     table = LookupTable.load(path)
     if protocol.drift_correction and table.header.get("reference_level_ms") is None:
-        table = correct_drift(remeasure_bursts(table, device, protocol, batch_blocks=batch_blocks, seed=seed), protocol)
+        table = correct_drift(remeasure_bursts(table, session, batch_blocks=batch_blocks, seed=seed), protocol)
     return table
 
 
@@ -206,10 +97,10 @@ def make_record(block: BlockSpec, m: Measurement, protocol: Protocol) -> Record:
                    "reference_ms": round(m.reference_ms, 6)})
 
 
-def remeasure_bursts(table: LookupTable, device: Device, protocol: Protocol, *, batch_blocks: int = 12,
+def remeasure_bursts(table: LookupTable, session: MeasuringSession, *, batch_blocks: int = 12,
                      seed: int = 0) -> LookupTable:
-    """Measure again every entry of a complete table whose reference ran more than ``STEADY_TOLERANCE``
-    above the fastest reference in the table, and rewrite the file atomically.
+    """Measure again every entry of a complete table whose reference ran more than the protocol's
+    ``steady_tolerance`` above the fastest reference in the table, and rewrite the file atomically.
 
     Such entries were timed during a burst of other work that outlasted their batch's attempts (or came
     before any steady level was known, in the first batch). Drift correction scales them, but a burst
@@ -217,17 +108,18 @@ def remeasure_bursts(table: LookupTable, device: Device, protocol: Protocol, *, 
     A new measurement replaces the old one only if its reference ran faster. Nothing is measured again
     when ``protocol.remeasure`` is 0.
     """
+    protocol = session.protocol
     records = dict(table.records)
     refs = {key: r.extra.get("reference_ms") for key, r in records.items()}
     if protocol.remeasure == 0 or not refs or not all(refs.values()):
         return table  # correct_drift says what is missing
     level = min(refs.values())
-    slow = [records[key].block for key in caught_in_bursts(refs)]
+    slow = [records[key].block for key in caught_in_bursts(refs, protocol.steady_tolerance)]
     if not slow:
         return table
     for start in range(0, len(slow), batch_blocks):
         batch = slow[start:start + batch_blocks]
-        measured = measure_blocks(batch, device, protocol, seed=seed + len(records) + start, steady_ms=level)
+        measured = session.measure_blocks(batch, seed=seed + len(records) + start, steady_ms=level)
         for block in batch:
             again = make_record(block, measured[block.key], protocol)
             if again.extra["reference_ms"] < refs[block.key]:
@@ -257,3 +149,4 @@ def correct_drift(table: LookupTable, protocol: Protocol) -> LookupTable:
                              for r in table.records.values()], table.path)
     corrected.save()
     return corrected
+

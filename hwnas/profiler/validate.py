@@ -9,19 +9,20 @@ MACs, fitted the same way, are printed beside as the baseline that a latency tab
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from hwnas.devices import Device, Protocol, get_device
+from hwnas.devices import Device
 from hwnas.errors import ConfigError, TableError
-from hwnas.profiler.build import (REFERENCE_KEY, caught_in_bursts, device_header, header_mismatches, measure_modules,
-                                  reference_block)
-from hwnas.supernet.space import Architecture
+from hwnas.profiler.protocol import Protocol, caught_in_bursts
+from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, check_same_device
+from hwnas.progress import ProgressCallback, report
+from hwnas.space import Architecture
 from hwnas.tables import Calibration, LookupTable
 
 
@@ -60,7 +61,7 @@ class ValidationReport:
     repeat: Errors | None = None
 
     def rows(self) -> list[dict]:
-        """One row per predictor (and the repeat's agreement, if measured), for `hwnas.output.render`."""
+        """One row per predictor (and the repeat's agreement, if measured), for `hwnas.cli.output.render`."""
         named = [("table (raw sum)", self.raw), ("table (calibrated)", self.calibrated),
                  ("MACs (fitted)", self.macs_baseline)]
         if self.repeat is not None:
@@ -97,8 +98,7 @@ def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
 
 
 def measure_archs(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol,
-                  chunk: int = 6, seed: int = 0,
-                  on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  chunk: int = 6, seed: int = 0, on_progress: ProgressCallback | None = None) -> np.ndarray:
     """End-to-end latency of whole networks, measured in interleaved chunks like table entries.
 
     When ``protocol.drift_correction`` is on and the table records its reference level, every chunk is
@@ -108,7 +108,7 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
 
 
 def _measure_corrected(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
-                       seed: int, on_progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray | None]:
+                       seed: int, on_progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray | None]:
     """(latencies drift-corrected as the table's were, the times as taken -- None when nothing was corrected)."""
     level = table.header.get("reference_level_ms") if protocol.drift_correction else None
     timed, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress,
@@ -117,42 +117,36 @@ def _measure_corrected(table: LookupTable, device: Device, archs: list[Architect
 
 
 def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
-                    seed: int, on_progress: Callable[[int, int], None] | None,
+                    seed: int, on_progress: ProgressCallback | None,
                     with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
     """Each network's latency and, ``with_reference``, that of the reference block timed in its chunk.
 
     With the reference, chunks wait for bursts of other work to pass and are timed again when caught by
-    one (`measure_modules`, judged against the fastest reference so far); networks whose reference still
-    ran more than ``STEADY_TOLERANCE`` above the fastest are measured once more at the end (unless
+    one (judged against the fastest reference of this measurement so far); networks whose reference still
+    ran more than ``steady_tolerance`` above the fastest are measured once more at the end (unless
     ``protocol.remeasure`` is 0), and the attempt beside the faster reference is kept.
     """
     space = table.space
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
-    ref = reference_block(device.batch_size, table.header["dtype"])
+    session = MeasuringSession(device, protocol)
     measured, reference_ms = np.full(len(archs), np.nan), np.full(len(archs), np.nan)
-
-    def steady_ms() -> float | None:
-        """The fastest reference of this measurement so far: the machine's calm state today, which need
-        not be the one the table was measured in (drift correction bridges that)."""
-        return float(np.nanmin(reference_ms)) if with_reference and not np.isnan(reference_ms).all() else None
 
     def measure(indices: list[int], chunk_seed: int) -> None:
         modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in indices}
         if with_reference:
-            modules[REFERENCE_KEY] = (ref.build().eval(), torch.randn(ref.input_shape))
-        results = measure_modules(modules, device, protocol, reference=REFERENCE_KEY if with_reference else None,
-                                  seed=chunk_seed, steady_ms=steady_ms())
+            modules[REFERENCE_KEY] = session.reference_module(table.header["dtype"])
+        results = session.measure(modules, reference=REFERENCE_KEY if with_reference else None, seed=chunk_seed)
         for i in indices:
             m = results[str(i)]
             if np.isnan(measured[i]) or m.reference_ms < reference_ms[i]:  # first, or beside a faster reference
                 measured[i], reference_ms[i] = protocol.latency_ms(m), m.reference_ms or np.nan
 
+    task = f"measuring {len(archs)} architectures on {device.name}"
     for start in range(0, len(archs), chunk):
         measure(list(range(start, min(start + chunk, len(archs)))), seed + start)
-        if on_progress:
-            on_progress(min(start + chunk, len(archs)), len(archs))
+        report(on_progress, task, min(start + chunk, len(archs)), len(archs))
     if with_reference and archs and protocol.remeasure > 0:
-        slow = caught_in_bursts(dict(enumerate(reference_ms.tolist())))
+        slow = caught_in_bursts(dict(enumerate(reference_ms.tolist())), protocol.steady_tolerance)
         for start in range(0, len(slow), chunk):
             measure(slow[start:start + chunk], seed + len(archs) + start)
     return measured, reference_ms
@@ -183,23 +177,9 @@ def measure_archs_against_reference(table: LookupTable, device: Device, archs: l
     return raw, raw * level / reference_ms
 
 
-def table_device(table: LookupTable) -> Device:
-    """The device backend with the settings ``table`` was measured with (threads, batch, precision)."""
-    comparable = table.header["device"].get("comparable", {})
-    precision = comparable.get("precision")
-    return get_device(table.header["device"]["name"], threads=comparable.get("threads"),
-                      batch_size=table.header["batch"], **({"precision": precision} if precision else {}))
-
-
-def check_same_device(table: LookupTable, device: Device) -> None:
-    diffs = header_mismatches(table.header, {**table.header, "device": device_header(device)})
-    if diffs:
-        raise TableError(f"validation must run on the device the table was measured on, but {'; '.join(diffs[:3])}")
-
-
 def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed: int = 0,
                    protocol: Protocol | None = None, repeats: int = 1,
-                   on_progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+                   on_progress: ProgressCallback | None = None) -> ValidationReport:
     """Measure ``archs`` random architectures end to end and report how well ``table`` predicts them.
 
     With ``repeats`` > 1 every network is measured that many times, each time in chunks of other
@@ -228,7 +208,7 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         # a repeat measures the networks in another order, so each lands in a chunk of other networks
         order = np.arange(len(sampled)) if r == 0 else np.random.default_rng([seed, r]).permutation(len(sampled))
         progress = None if on_progress is None else (
-            lambda done, total, r=r: on_progress(r * total + done, repeats * total))
+            lambda p, r=r: on_progress(dataclasses.replace(p, done=r * p.total + p.done, total=repeats * p.total)))
         corrected, timed = _measure_corrected(table, device, [sampled[i] for i in order], protocol, 6,
                                               seed + 7919 * r, progress)
         runs.append(np.empty(len(sampled)))

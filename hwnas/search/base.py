@@ -13,15 +13,17 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from hwnas.errors import ConfigError
+from hwnas.progress import ProgressCallback, report
 from hwnas.registry import Registry
 from hwnas.search.constraints import Constraint, format_ms
-from hwnas.search.evaluator import Evaluator
-from hwnas.supernet.space import Architecture, SearchSpace, as_architecture
+from hwnas.space import Architecture, SearchSpace, as_architecture
+from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
 
 #: draws per vectorised batch of rejection sampling; fixed, so that a seed gives the same draws everywhere
@@ -51,41 +53,30 @@ class Candidate:
         return all(v <= 0 for v in self.values)
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What a progress bar shows after each step of a strategy."""
-
-    done: int
-    total: int
-    generation: int
-    evaluated: int
-    feasible: int
-    rejected: int
-    best_accuracy: float | None
-
-
 class SearchContext:
     """What a strategy searches with: the space, the constraint, the evaluator, a seeded RNG, and the
     record of every evaluated candidate.
 
     ``tables`` are the tables whose latency is reported for every candidate; the constraint's table is
-    always the first of them. ``supernet`` and ``data`` are there for strategies that train (the
-    differentiable one); random and evolution only need the evaluator. ``on_step(context)`` is called
-    by `step` after each generation (the search runner saves its state there); ``on_progress(Progress)``
-    after `begin`, after every recorded candidate and after every step.
+    always the first of them. ``training`` holds the `RunConfig` settings (data, split, warm start) of a
+    strategy that trains (the differentiable one), and ``work_dir`` the directory it may keep its training
+    run in (None: a temporary one); random and evolution only need the evaluator. ``on_step(context)`` is
+    called by `step` after each generation (the search runner saves its state there); ``on_progress``
+    gets a `hwnas.progress.Progress` (task ``task``) after `begin`, after every recorded candidate and
+    after every step.
     """
 
     def __init__(self, space: SearchSpace, constraint: Constraint, evaluator: Evaluator | None, *, seed: int = 0,
-                 tables: Sequence[LookupTable] = (), supernet: Any = None, data: Any = None,
-                 on_step: Callable[[SearchContext], None] | None = None,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 tables: Sequence[LookupTable] = (), training: dict[str, Any] | None = None,
+                 work_dir: Path | None = None, on_step: Callable[[SearchContext], None] | None = None,
+                 on_progress: ProgressCallback | None = None, task: str = "search"):
         self.space, self.constraint, self.evaluator = space, constraint, evaluator
         self.seed = seed
         self.rng = random.Random(seed)
         others = [t for t in tables if t is not constraint.table]
         self.tables: list[LookupTable] = [constraint.table, *others]
-        self.supernet, self.data = supernet, data
-        self.on_step, self.on_progress = on_step, on_progress
+        self.training, self.work_dir = dict(training or {}), work_dir
+        self.on_step, self.on_progress, self.task = on_step, on_progress, task
         self.candidates: list[Candidate] = []
         self._by_arch: dict[str, Candidate] = {}
         self.generation = 0
@@ -200,17 +191,22 @@ class SearchContext:
             self.on_step(self)
         self._report()
 
+    def status(self) -> str:
+        """What a progress line says about the search so far."""
+        best = self.best()
+        shown = f"{best.accuracy:.2f} %" if best is not None else "-"
+        return (f"gen {self.generation}  best {shown}  feasible {self._feasible}/{len(self.candidates)}  "
+                f"rejected {self.rejected}")
+
     def _report(self) -> None:
-        if self.on_progress and self._total:
-            best = self.best()
-            self.on_progress(Progress(self._done, self._total, self.generation, len(self.candidates),
-                                      self._feasible, self.rejected, best.accuracy if best else None))
+        if self._total:
+            report(self.on_progress, self.task, self._done, self._total, self.status())
 
 
 class SearchStrategy(ABC):
     """Base class of the search strategies; subclasses are keyword-only dataclasses of their settings.
 
-    Contract, checked for every registered strategy by `tests/search/test_conformance.py`:
+    Contract, checked for every registered strategy by `hwnas.testing.search`:
 
     - ``run(context)`` proposes architectures of ``context.space`` and has them scored and recorded
       through ``context.evaluate`` (or ``context.record`` when the strategy scores them itself).

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwnas.errors import ConfigError, TableError
-from hwnas.supernet.space import Architecture, SearchSpace, as_architecture
+from hwnas.errors import ConfigError
+from hwnas.space import Architecture, SearchSpace, as_architecture
 from hwnas.tables import LookupTable
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|us|µs|s)?\s*$", re.IGNORECASE)
@@ -172,14 +172,8 @@ class Constraint:
 
 def check_table(table: LookupTable, space: SearchSpace) -> None:
     """Refuse a table built for another space, input profile or width, or one that lacks blocks of ``space``."""
-    mine, theirs = table.header["space"], space.describe()
-    same_kind = mine.get("space") == space.name and mine.get("input", {}).get("name") == space.profile.name
-    if same_kind and mine != theirs:
-        diffs = [f"{key} {mine.get(key)!r} != {theirs.get(key)!r}" for key in sorted(set(mine) | set(theirs))
-                 if mine.get(key) != theirs.get(key)]
-        raise TableError(f"table {table_name(table)} must be built for the search space, but its {space.name} "
-                         f"space differs: {'; '.join(diffs[:3])} (table != search)")
-    table.check_space(space)  # names the space or input that differs, or the blocks the table lacks
+    table.check_built_for(space)
+
 
 def table_name(table: LookupTable) -> str:
     return str(table.path) if table.path else f"(in-memory table of {table.device_name})"

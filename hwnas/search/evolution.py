@@ -20,7 +20,7 @@ import numpy as np
 
 from hwnas.errors import ConfigError
 from hwnas.search.base import SearchContext, SearchStrategy, check_ints, register_strategy
-from hwnas.supernet.space import Architecture
+from hwnas.space import Architecture
 
 
 @register_strategy("evolution")

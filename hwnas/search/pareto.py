@@ -1,20 +1,20 @@
 """Accuracy-latency Pareto fronts and the data of a chart, kept apart from drawing (`hwnas.search.plot`).
 
 `chart_data` turns search directories into a `ChartData`: one `Series` per (search, table) with all
-candidates, the front and the target, plus the reference architectures; `measure_front` adds the
+candidates, the front and the target, plus the reference architectures; `hwnas.search.measure` adds the
 front's latency measured end to end on the table's device.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from hwnas.errors import ConfigError, TableError
+from hwnas.errors import ConfigError
 from hwnas.search.results import SearchRecord, latency_column
 
 
@@ -130,28 +130,3 @@ def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = N
                                 for r in records))
     return ChartData(tuple(series), tuple(marks.values()), f"latency (ms) on {', '.join(devices)}",
                      "validation accuracy (%)", "; ".join(spaces))
-
-
-def measure_front(data: ChartData, records: Sequence[SearchRecord],
-                  on_progress: Callable[[int, int], None] | None = None) -> ChartData:
-    """``data`` with each series' front measured end to end on its table's device (as `hwnas validate`
-    measures: same device settings and protocol as the table), which must be this machine's."""
-    from hwnas.devices import Protocol
-    from hwnas.profiler.validate import check_same_device, measure_archs, table_device
-    from hwnas.tables import LookupTable
-
-    by_name = {r.name: r for r in records}
-    measured = []
-    for s in data.series:
-        record = by_name[s.search]
-        entry = next(t for t in record.config["tables"] if t["label"] == s.table)
-        if not entry.get("path"):
-            raise TableError(f"measuring the front needs the table file of {s.table!r}, but search {record.path} "
-                             f"was run with an in-memory table")
-        table = LookupTable.load(entry["path"])
-        device = table_device(table)
-        check_same_device(table, device)
-        archs = [table.space.validate(a) for a in s.front_archs]
-        ms = measure_archs(table, device, archs, Protocol.from_dict(table.header["protocol"]), on_progress=on_progress)
-        measured.append(replace(s, measured_ms=np.asarray(ms)))
-    return replace(data, series=tuple(measured))

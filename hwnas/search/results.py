@@ -19,10 +19,8 @@ listed in ``SEARCH_DIR/sweep.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import pandas as pd
 
 from hwnas import __version__
 from hwnas.errors import CheckpointError
+from hwnas.files import write_atomic
 from hwnas.tables import LookupTable
 
 CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP = (
@@ -59,25 +58,10 @@ def table_labels(tables: Sequence[LookupTable]) -> list[str]:
     return unique
 
 
-def table_digest(table: LookupTable) -> str:
-    """A digest of everything a table predicts from (header with calibration, records), path-independent."""
-    data = json.dumps([table.header, [r.to_json() for r in table.records.values()]], sort_keys=True)
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
-
-
 def describe_tables(tables: Sequence[LookupTable], labels: Sequence[str]) -> list[dict]:
     return [{"label": label, "path": str(t.path.resolve()) if t.path else None, "device": t.device_name,
-             "digest": table_digest(t), "calibrated": t.calibration is not None}
+             "digest": t.digest(), "calibrated": t.calibration is not None}
             for t, label in zip(tables, labels)]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _json_default(value: Any) -> Any:
@@ -89,7 +73,7 @@ def _json_default(value: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    _write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -171,12 +155,12 @@ class SearchWriter:
     def checkpoint(self, candidates: Sequence[Any], labels: Sequence[str], generation: int, done: bool = False) -> None:
         write_json(self.path / STATE, {"kind": STATE_KIND, "version": VERSION, "done": done, "generation": generation,
                                        "evaluated": [[str(c.arch), c.accuracy] for c in candidates]})
-        _write_atomic(self.path / CANDIDATES, candidates_frame(candidates, labels).to_csv(index=False))
+        write_atomic(self.path / CANDIDATES, candidates_frame(candidates, labels).to_csv(index=False))
 
     def finish(self, candidates: Sequence[Any], best: Any, labels: Sequence[str], config: dict,
                references: Sequence[dict], generation: int) -> None:
         if references:
-            _write_atomic(self.path / REFERENCES, pd.DataFrame(list(references)).to_csv(index=False))
+            write_atomic(self.path / REFERENCES, pd.DataFrame(list(references)).to_csv(index=False))
         if best is not None:
             write_json(self.path / BEST, best_record(best, labels, config))
         self.checkpoint(candidates, labels, generation, done=True)

@@ -14,18 +14,19 @@ References never compete for the best candidate or the Pareto front: they are no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.search.base import Candidate, Progress, SearchContext, SearchStrategy
+from hwnas.progress import ProgressCallback
+from hwnas.search.base import Candidate, SearchContext, SearchStrategy
 from hwnas.search.constraints import Constraint, check_table, format_ms
-from hwnas.search.evaluator import Evaluator
-from hwnas.search.results import (SearchWriter, latency_column, search_config, table_labels,
-                                  write_sweep)
-from hwnas.supernet.space import SearchSpace
+from hwnas.search.results import SearchWriter, latency_column, search_config, table_labels, write_sweep
+from hwnas.space import REFERENCES, SearchSpace, arch_cost
+from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
 
 
@@ -50,12 +51,13 @@ class SearchResult:
 def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
                evaluator: Evaluator | None, max_macs: float | None = None, max_params: float | None = None,
                seed: int = 0, output: str | Path | None = None, force: bool = False, references: bool = True,
-               supernet: Any = None, data: Any = None, on_progress: Callable[[Progress], None] | None = None,
+               training: dict[str, Any] | None = None, on_progress: ProgressCallback | None = None,
                extra_config: dict | None = None) -> SearchResult:
     """Search ``space`` under ``target_ms`` on ``tables[0]`` (and the optional bounds); report every table.
 
     With ``output`` the search directory is written (see `hwnas.search.results`) and an interrupted
-    search with the same configuration resumes from its saved state.
+    search with the same configuration resumes from its saved state. ``training`` holds the data settings
+    of a strategy that trains (see `SearchContext`). Under ``torchrun`` only rank 0 writes.
     """
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
@@ -69,7 +71,7 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
     labels = table_labels(tables)
     config = search_config(strategy=strategy, seed=seed, space=space, constraint=constraint, tables=tables,
                            labels=labels, evaluator=evaluator, extra=extra_config)
-    writer = SearchWriter(output) if output is not None else None
+    writer = SearchWriter(output) if output is not None and int(os.environ.get("RANK", "0")) == 0 else None
     if writer is not None:
         saved = writer.prepare(config, force)
         if evaluator is not None:
@@ -80,8 +82,10 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
         assert writer is not None
         writer.checkpoint(context.candidates, labels, context.generation)
 
-    context = SearchContext(space, constraint, evaluator, seed=seed, tables=tables, supernet=supernet, data=data,
-                            on_step=checkpoint if writer else None, on_progress=on_progress)
+    context = SearchContext(space, constraint, evaluator, seed=seed, tables=tables, training=training,
+                            work_dir=Path(output) if output is not None else None,
+                            on_step=checkpoint if writer else None, on_progress=on_progress,
+                            task=f"{strategy.name} search, target {format_ms(target_ms)}")
     strategy.run(context)
     refs = reference_rows(space, context, labels) if references else []
     best = context.best()
@@ -99,7 +103,7 @@ def sweep_name(target_ms: float) -> str:
 
 def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: SearchSpace,
               tables: Sequence[LookupTable], output: str | Path | None = None, force: bool = False,
-              on_target: Callable[[float], None] | None = None, **kwargs: Any) -> list[SearchResult]:
+              **kwargs: Any) -> list[SearchResult]:
     """One search per target, sharing the evaluator (and its cache); with ``output``, one sub-directory
     per target (`sweep_name`) listed in ``output/sweep.json``. Every target is checked before any runs."""
     if not targets_ms:
@@ -114,8 +118,6 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
         write_sweep(Path(output), targets_ms, names, force)
     results = []
     for target, name in zip(targets_ms, names):
-        if on_target:
-            on_target(target)
         results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
                                   output=Path(output) / name if output is not None else None, **kwargs))
     return results
@@ -123,9 +125,6 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
 
 def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[str]) -> list[dict]:
     """One row per reference architecture of ``space``'s family (see the module docstring)."""
-    from hwnas.profiler.counting import arch_cost
-    from hwnas.supernet.references import REFERENCES
-
     rows = []
     width = space.config.get("width", 1.0)
     for name in REFERENCES:

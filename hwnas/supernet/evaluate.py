@@ -8,21 +8,15 @@ supernet itself is never modified and can serve any number of evaluations.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hwnas.errors import CheckpointError, require
-from hwnas.supernet.space import Architecture, SearchSpace, as_architecture
-from hwnas.supernet.spaces import space_from_description
+from hwnas.errors import require
+from hwnas.space import Architecture
 from hwnas.supernet.supernet import SuperNet
-
-if TYPE_CHECKING:
-    from hwnas.supernet.train import RunConfig
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -52,7 +46,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Modu
 
 
 def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    """Top-1 accuracy of ``model`` in eval mode over ``loader``."""
+    """Top-1 accuracy of ``model`` in eval mode over ``loader``, in percent."""
     model.eval()
     device = _device_of(model)
     correct = seen = 0
@@ -62,7 +56,7 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
             correct += (logits.argmax(1).cpu() == labels).sum().item()
             seen += len(labels)
     require(seen > 0, "accuracy needs at least one sample, but the loader yielded none")
-    return correct / seen
+    return 100.0 * correct / seen
 
 
 def calibration_batches(loader: DataLoader, count: int) -> list[torch.Tensor]:
@@ -79,70 +73,9 @@ def calibration_batches(loader: DataLoader, count: int) -> list[torch.Tensor]:
 
 def subnet_accuracy(supernet: SuperNet, arch: Architecture | str | Sequence[str], loader: DataLoader, *,
                     calibration: Sequence[torch.Tensor] | None = None) -> float:
-    """Accuracy of ``arch`` with the supernet's weights; its BN statistics are recalibrated on
+    """Accuracy (%) of ``arch`` with the supernet's weights; its BN statistics are recalibrated on
     ``calibration`` batches when given, else inherited as they are."""
     subnet = supernet.subnet(arch)
     if calibration is not None:
         recalibrate_bn(subnet, calibration)
     return accuracy(subnet, loader)
-
-
-def load_supernet(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SuperNet, RunConfig]:
-    """The trained SuperNet of a run directory (in eval mode, on ``device``) and its RunConfig.
-
-    Only weights are loaded; the space is rebuilt from ``config.json``'s description, so the result does
-    not depend on the current defaults of the space's builder.
-    """
-    from hwnas.supernet.train import read_run
-
-    stored = read_run(run_dir)
-    require(stored is not None, f"{run_dir} holds no hwnas run (no config.json)", CheckpointError)
-    require(stored.config.arch is None, f"{run_dir} holds a retrained architecture ({stored.config.arch}), "
-            "not a supernet", CheckpointError)
-    require(stored.checkpoint is not None, f"{run_dir} holds no checkpoint yet; train at least one epoch",
-            CheckpointError)
-    supernet = SuperNet(space_from_description(stored.space), stored.config.weight_sharing)
-    try:
-        supernet.load_state_dict(stored.checkpoint["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"the checkpoint in {run_dir} does not fit its space "
-                              f"({' '.join(str(exc).split())[:200]})") from None
-    return supernet.to(device, memory_format=torch.channels_last).eval(), stored.config
-
-
-class SubnetEvaluator:
-    """Validation accuracy of many architectures of one trained supernet.
-
-    The calibration batches are fetched once, and results are memoised per (architecture,
-    recalibrated), so a search may ask for the same candidate again at no cost.
-    """
-
-    def __init__(self, supernet: SuperNet, val_loader: DataLoader, calibration: Sequence[torch.Tensor]):
-        self.supernet, self.val_loader, self.calibration = supernet, val_loader, list(calibration)
-        self._cache: dict[tuple[Architecture, bool], float] = {}
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, *, bn_batches: int | None = None, device: str = "cpu",
-                 data_root: str | None = None, download: bool = False, workers: int = 0) -> "SubnetEvaluator":
-        """Evaluate on the run's own validation split (the part of the training split it never trained
-        on), recalibrating on ``bn_batches`` (default: the run's) un-augmented training batches."""
-        from hwnas.supernet.data import build_loaders
-
-        supernet, config = load_supernet(run_dir, device)
-        options = config.loader_options()
-        options.update(root=data_root if data_root is not None else config.data_root, download=download,
-                       workers=workers)
-        loaders = build_loaders(config.dataset, augment=False, **options)
-        return cls(supernet, loaders.val, calibration_batches(loaders.train, bn_batches or config.bn_batches))
-
-    @property
-    def space(self) -> SearchSpace:
-        return self.supernet.space
-
-    def accuracy(self, arch: Architecture | str | Sequence[str], *, recalibrate: bool = True) -> float:
-        arch = self.space.validate(as_architecture(arch))
-        key = (arch, recalibrate)
-        if key not in self._cache:
-            self._cache[key] = subnet_accuracy(self.supernet, arch, self.val_loader,
-                                               calibration=self.calibration if recalibrate else None)
-        return self._cache[key]

@@ -18,8 +18,8 @@ from torch import nn
 from torch.func import functional_call
 
 from hwnas.errors import ArchitectureError
-from hwnas.supernet.ops import MBConv, init_weights
-from hwnas.supernet.space import Architecture, Layer, SearchSpace, as_architecture
+from hwnas.space.ops import MBConv, init_weights
+from hwnas.space import Architecture, Layer, SearchSpace, as_architecture
 
 
 #: How the candidate ops of one layer hold their weights (`SuperNet`'s ``weight_sharing``).

@@ -9,23 +9,29 @@ most the line it was writing, and that truncated line is dropped with a warning 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from hwnas import __version__
 from hwnas.errors import HwnasError, TableError
-from hwnas.supernet.space import Architecture, BlockSpec, SearchSpace, as_architecture
+from hwnas.files import append_line, write_atomic
+from hwnas.space.architecture import Architecture, as_architecture
+from hwnas.space.block import BlockSpec
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    import torch
+
+    from hwnas.space.space import SearchSpace
+
+SCHEMA_VERSION = 2
 KIND = "hwnas-lookup-table"
 
 
@@ -117,7 +123,7 @@ class LookupTable:
     def space(self) -> SearchSpace:
         """The space this table was built for."""
         if self._space is None:
-            from hwnas.supernet.spaces import space_from_description
+            from hwnas.space import space_from_description
 
             try:
                 self._space = space_from_description(self.header["space"])
@@ -139,7 +145,7 @@ class LookupTable:
         self._matrix = None
 
     def _name(self) -> str:
-        return str(self.path) if self.path else "(in memory)"
+        return str(self.path) if self.path else f"(in-memory table of {self.device_name})"
 
     # ----- coverage -------------------------------------------------------------------------------------
     def missing(self, blocks: Iterable[BlockSpec]) -> list[str]:
@@ -155,6 +161,18 @@ class LookupTable:
             raise TableError(f"table {self._name()} was built for input {mine.get('input', {}).get('name')!r}, "
                              f"but input {space.profile.name!r} was asked for")
         self.check_covers(space.all_blocks(self.header["batch"], self.header["dtype"]))
+
+    def check_built_for(self, space: SearchSpace) -> None:
+        """Refuse a table built for another space, input profile or width than ``space`` (naming the settings
+        that differ), or one that lacks blocks of it."""
+        mine, theirs = self.header["space"], space.describe()
+        same_kind = mine.get("space") == space.name and mine.get("input", {}).get("name") == space.profile.name
+        if same_kind and mine != theirs:
+            diffs = [f"{key} {mine.get(key)!r} != {theirs.get(key)!r}" for key in sorted(set(mine) | set(theirs))
+                     if mine.get(key) != theirs.get(key)]
+            raise TableError(f"table {self._name()} must be built for the search space, but its {space.name} space "
+                             f"differs: {'; '.join(diffs[:3])} (table != search)")
+        self.check_space(space)  # names the space or input that differs, or the blocks the table lacks
 
     def check_covers(self, blocks: Iterable[BlockSpec]) -> None:
         missing = self.missing(blocks)
@@ -219,6 +237,11 @@ class LookupTable:
         cal = self.calibration
         return float(cal.apply(raw) if cal else raw)
 
+    def digest(self) -> str:
+        """A digest of everything the table predicts from (header with calibration, records), path-independent."""
+        data = json.dumps([self.header, [r.to_json() for r in self.records.values()]], sort_keys=True)
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
     # ----- I/O ------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "LookupTable":
@@ -236,7 +259,7 @@ class LookupTable:
             raise TableError(f"{path} is not an hwnas lookup table (its first line lacks kind={KIND!r})")
         if header.get("schema") != SCHEMA_VERSION:
             raise TableError(f"table schema version must be {SCHEMA_VERSION}, but {path} has "
-                             f"schema={header.get('schema')!r}")
+                             f"schema={header.get('schema')!r}; profile it again with this version of hwnas")
         records = []
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -258,14 +281,8 @@ class LookupTable:
     def save(self, path: str | Path | None = None) -> Path:
         """Write the whole table atomically (temp file + rename): a crash leaves the old file intact."""
         path = Path(path or self.path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(self.header) + "\n")
-            for record in self.records.values():
-                f.write(json.dumps(record.to_json()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        lines = [json.dumps(self.header)] + [json.dumps(r.to_json()) for r in self.records.values()]
+        write_atomic(path, "\n".join(lines) + "\n")
         self.path = path
         return path
 
@@ -277,9 +294,7 @@ class TableWriter:
         self.path = Path(path)
         if header is not None:
             with open(self.path, "w") as f:
-                f.write(json.dumps(header) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+                append_line(f, json.dumps(header))
         else:
             self._drop_truncated_tail()
         self._file = open(self.path, "a")
@@ -291,9 +306,7 @@ class TableWriter:
                 f.write(data[: data.rfind(b"\n") + 1])
 
     def append(self, record: Record) -> None:
-        self._file.write(json.dumps(record.to_json()) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        append_line(self._file, json.dumps(record.to_json()))
 
     def close(self) -> None:
         self._file.close()

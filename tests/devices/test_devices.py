@@ -1,3 +1,6 @@
+"""The device contract: the registry, each backend's settings and runners, and fingerprints. The protocol the
+runners are timed with is tested on scripted runners in tests/profiler/test_protocol.py."""
+
 import json
 import socket
 
@@ -5,16 +8,8 @@ import onnx
 import pytest
 import torch
 
-from hwnas.devices import (
-    DEVICES,
-    Measurement,
-    OrtMobileDevice,
-    Protocol,
-    Runner,
-    get_device,
-    interleaved_measure,
-    list_devices,
-)
+from hwnas.devices import DEVICES, OrtMobileDevice, get_device, list_devices
+from hwnas.profiler.protocol import Measurement, Protocol, Runner, interleaved_measure
 from hwnas.devices.fingerprint import fingerprint_mismatches
 from hwnas.errors import ConfigError, DeviceError, UnknownNameError
 
@@ -28,24 +23,6 @@ def conv_block() -> torch.nn.Module:
 
 def example() -> torch.Tensor:
     return torch.randn(1, 8, 8, 8)
-
-
-class ScriptedRunner(Runner):
-    """Returns scripted seconds per call and logs which runner ran, to test the protocol exactly."""
-
-    def __init__(self, name: str, per_call: float, log: list[str], jitter: float = 0.0):
-        self.name, self.per_call, self.log, self.jitter = name, per_call, log, jitter
-        self.blocks: list[int] = []
-        self.closed = False
-
-    def time_block(self, number: int) -> float:
-        self.log.append(self.name)
-        self.blocks.append(number)
-        # alternate slow and fast blocks when jitter is set, so that IQR/median is large
-        return self.per_call * (1 + self.jitter * (len(self.blocks) % 2))
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def assert_valid(m: Measurement, rounds: int) -> None:
@@ -97,6 +74,13 @@ def test_example_batch_must_match_the_device():
         get_device("cpu").prepare(conv_block(), torch.randn(2, 8, 8, 8))
 
 
+def test_example_must_be_tensors():
+    with pytest.raises(ConfigError, match="example must be a tensor or a non-empty tuple of tensors, but got list"):
+        get_device("cpu").prepare(conv_block(), [example()])
+    with pytest.raises(ConfigError, match="example must be a tensor or a non-empty tuple of tensors, but got tuple"):
+        get_device("cpu").prepare(conv_block(), ())
+
+
 def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -108,126 +92,6 @@ def test_cuda_without_gpu_is_a_clear_error():
         get_device("cuda")
 
 
-# --- protocol and measurement -------------------------------------------------------------------
-
-
-def test_protocol_round_trips_and_rejects_unknown_settings():
-    protocol = Protocol(rounds=5, rotate=2)
-    assert Protocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
-    with pytest.raises(ConfigError, match=r"but got unknown \['repeats'\]"):
-        Protocol.from_dict({**protocol.to_dict(), "repeats": 3})
-
-
-@pytest.mark.parametrize(
-    "setting, message",
-    [({"rounds": 2}, "rounds must be >= 3, but got rounds=2"), ({"rotate": 0}, "rotate must be >= 1, but got rotate=0"),
-     ({"min_block_s": 0}, "min_block_s must be > 0, but got min_block_s=0")],
-)
-def test_protocol_validates_its_settings(setting, message):
-    with pytest.raises(ConfigError, match=message):
-        Protocol(**setting)
-
-
-def test_measurement_statistics_and_json():
-    m = Measurement.from_times([1.0, 2.0, 3.0, 4.0, 100.0], calls_per_block=10)
-    assert (m.median_ms, m.iqr_ms, m.rounds) == (3.0, 2.0, 5)
-    assert m.rel_iqr == pytest.approx(2 / 3)
-    assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
-
-
-def test_calibration_sizes_blocks_to_the_target_after_warmup():
-    runner = ScriptedRunner("a", per_call=1e-4, log=[])
-    number = runner.calibrate(Protocol(warmup_s=0.05, min_block_s=0.01))
-    assert number == 100
-    assert sum(n * 1e-4 for n in runner.blocks) >= 0.05
-
-
-def test_interleaved_rounds_time_every_runner_once_per_round():
-    log: list[str] = []
-    runners = {key: ScriptedRunner(key, per_call, log) for key, per_call in [("a", 1e-3), ("b", 2e-3), ("c", 5e-4)]}
-    protocol = Protocol(warmup_s=0.0, min_block_s=0.004, rounds=5)
-    results = interleaved_measure(runners, protocol)
-    assert set(results) == {"a", "b", "c"}
-    timed = log[-15:]  # calibration comes first, then 5 rounds of 3 blocks
-    assert all(sorted(timed[i:i + 3]) == ["a", "b", "c"] for i in range(0, 15, 3))
-    assert results["b"].median_ms == pytest.approx(2.0)
-    assert results["b"].calls_per_block == 2
-    assert all(m.rounds == 5 and m.attempts == 1 for m in results.values())
-    assert not any(r.closed for r in runners.values())  # the caller owns the runners
-
-
-@pytest.mark.parametrize("statistic", ["median", "min"])
-def test_noisy_entries_are_remeasured_and_reference_joins_every_round(statistic):
-    log: list[str] = []
-    runners = {
-        "calm": ScriptedRunner("calm", 1e-3, log),
-        "noisy": ScriptedRunner("noisy", 1e-3, log, jitter=0.5),
-        "ref": ScriptedRunner("ref", 1e-3, log),
-    }
-    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=2, statistic=statistic)
-    results = interleaved_measure(runners, protocol, reference="ref")
-    assert results["calm"].attempts == 1 and results["calm"].rounds == 3
-    assert results["noisy"].attempts == 3 and results["noisy"].rounds == 3
-    assert results["ref"].rounds == 9  # every round of all three attempts
-    assert log.count("calm") == 1 + 3  # one calibration block, then only the first attempt
-    assert results["calm"].reference_ms == results["noisy"].reference_ms == pytest.approx(1.0)
-    assert results["ref"].reference_ms is None
-
-
-def test_each_entry_records_the_reference_of_the_rounds_it_kept():
-    # the reference is slow (2 ms) in the first attempt and fast (1 ms) in the re-measurement
-    ref = SequenceRunner([1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
-    noisy = SequenceRunner([1.0, 3.0, 3.0, 3.6, 1.5, 1.5, 1.8])
-    calm = SequenceRunner([1.0, 4.0, 4.0, 4.0])
-    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=1)
-    results = interleaved_measure({"ref": ref, "noisy": noisy, "calm": calm}, protocol, reference="ref")
-    assert results["calm"].reference_ms == 2.0 and results["calm"].min_ms == 4.0
-    assert results["noisy"].reference_ms == 1.0 and results["noisy"].min_ms == 1.5
-
-
-class SequenceRunner(Runner):
-    """Returns the scripted milliseconds per call, one per timed block."""
-
-    def __init__(self, ms: list[float]):
-        self.ms = iter(ms)
-
-    def time_block(self, number: int) -> float:
-        return next(self.ms) / 1e3
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.mark.parametrize("statistic, kept", [("median", [2.0, 2.0, 2.4]), ("min", [1.0, 2.0, 2.4])])
-def test_remeasuring_keeps_the_calmest_attempt_or_the_fastest(statistic, kept):
-    first, second = [2.0, 2.0, 2.4], [1.0, 2.0, 2.4]  # the second is noisier but has the fastest block
-    runner = SequenceRunner([50.0, *first, *second])  # a calibration block comes first
-    protocol = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, max_rel_iqr=0.05, remeasure=1, statistic=statistic)
-    result = interleaved_measure({"x": runner}, protocol)["x"]
-    assert result.times_ms == pytest.approx(kept) and result.attempts == 2
-
-
-def test_the_protocol_statistic_picks_the_latency():
-    m = Measurement.from_times([3.0, 1.0, 2.0, 9.0], calls_per_block=1)
-    assert Protocol(statistic="min").latency_ms(m) == m.min_ms == 1.0
-    assert Protocol(statistic="median").latency_ms(m) == m.median_ms == 2.5
-    assert Protocol().statistic == "min" and Protocol().drift_correction
-    with pytest.raises(ConfigError, match="statistic must be one of min, median, but got statistic='mean'"):
-        Protocol(statistic="mean")
-
-
-def test_a_protocol_from_an_older_table_keeps_its_median_and_no_drift_correction():
-    old = {k: v for k, v in Protocol().to_dict().items() if k not in ("statistic", "drift_correction")}
-    restored = Protocol.from_dict(old)
-    assert restored.statistic == "median" and not restored.drift_correction
-    assert Protocol.from_dict(Protocol().to_dict()) == Protocol()
-
-
-def test_reference_must_be_a_runner_key():
-    with pytest.raises(ConfigError, match="reference must be one of the runner keys, but got reference='z'"):
-        interleaved_measure({"a": ScriptedRunner("a", 1e-3, [])}, FAST, reference="z")
-
-
 # --- real devices -------------------------------------------------------------------------------
 
 
@@ -235,6 +99,16 @@ def test_reference_must_be_a_runner_key():
                                              ("ort-cpu", "fp32")])
 def test_measure_returns_a_valid_measurement(name, precision):
     assert_valid(get_device(name, precision=precision).measure(conv_block(), example(), FAST), FAST.rounds)
+
+
+@pytest.mark.parametrize("name", ["cpu", "ort-mobile", "ort-cpu"])
+def test_a_runner_times_calls_and_closes_twice(name):
+    """The runner contract: `time_block` returns seconds per call; `close` may be called again."""
+    runner = get_device(name).prepare(conv_block(), example(), FAST)
+    assert isinstance(runner, Runner)
+    assert runner.time_block(3) > 0
+    runner.close()
+    runner.close()
 
 
 def test_devices_in_one_interleaved_batch():

@@ -3,8 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from hwnas.search.testing import SyntheticEvaluator, synthetic_table
-from hwnas.supernet.spaces import get_space
+from hwnas.testing import SyntheticEvaluator, synthetic_table
+from hwnas.space import get_space
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ import pytest
 
 from hwnas.errors import ConfigError, TableError
 from hwnas.search import Constraint, check_table, parse_count, parse_latencies, parse_latency
-from hwnas.search.testing import synthetic_table
-from hwnas.supernet.spaces import get_space
+from hwnas.testing import synthetic_table
+from hwnas.space import get_space
 from hwnas.tables import Calibration
 
 

@@ -1,86 +1,49 @@
-import math
+"""Differentiable search: the training strategy run as a search (its own run directory, scored by the one
+evaluator on the run's own split), the projection to a feasible architecture, and warm starts."""
 
 import pytest
 import torch
 
 from hwnas.errors import ConfigError
-from hwnas.search.base import SearchContext
-from hwnas.search.constraints import Constraint
-from hwnas.search.differentiable import DifferentiableSearch, project_to_feasible
-from hwnas.search.testing import synthetic_table
-from hwnas.supernet.data import build_loaders
-from hwnas.supernet.spaces import get_space
-from hwnas.supernet.supernet import SuperNet
+from hwnas.search import Constraint, DifferentiableSearch, SearchContext, run_search
+from hwnas.search.differentiable import RUN_DIR, project_to_feasible
+from hwnas.space import get_space
+from hwnas.testing import synthetic_table, tiny_supernet_run
+from hwnas.training import RunConfig, read_run, train
+from hwnas.training.run_dir import CHECKPOINT_FILE
+from hwnas.training.trained import run_loaders, warm_start
 
-FAST = dict(epochs=2, warmup_epochs=1, steps_per_epoch=1)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = dict(epochs=2, warmup_epochs=1, steps_per_epoch=2, batch_size=4)
+DATA = dict(dataset="synthetic", synthetic_size=24, resolution=8, width=0.25)
 
 
 @pytest.fixture(scope="module")
-def setup():
-    space = get_space("spos", "cifar10", width=0.25)
-    return space, synthetic_table(space)
+def setup(tmp_path_factory):
+    space = get_space("spos", "cifar10", width=0.25, resolution=8)
+    return space, synthetic_table(space, path=tmp_path_factory.mktemp("tables") / "spos.jsonl")
 
 
-def search(setup, target, seed=0, **settings):
+def search(setup, target, seed=0, output=None, training=DATA, **settings):
     space, table = setup
-    torch.manual_seed(0)
-    data = build_loaders("synthetic", batch_size=4, synthetic_size=16, synthetic_like="cifar10", seed=0)
-    context = SearchContext(space, Constraint(table, target), None, seed=seed, tables=[table],
-                            supernet=SuperNet(space), data=data)
-    DifferentiableSearch(**{**FAST, **settings}).run(context)
-    return context
+    return run_search(DifferentiableSearch(**{**FAST, **settings}), space=space, tables=[table], target_ms=target,
+                      evaluator=None, seed=seed, output=output, references=False, training=training)
 
 
-def test_result_is_a_feasible_architecture_and_reproducible(setup):
+def test_result_is_a_feasible_architecture_and_reproducible(setup, tmp_path):
     space, table = setup
     target = table.minimum_latency() * 1.2
-    context = search(setup, target, seed=3)
-    assert len(context.candidates) == 1
-    candidate = context.candidates[0]
+    result = search(setup, target, seed=3, output=tmp_path / "a")
+    assert len(result.candidates) == 1
+    candidate = result.candidates[0]
     assert space.validate(candidate.arch) == candidate.arch
     assert candidate.feasible and candidate.latency_ms[0] <= target
     assert 0 <= candidate.accuracy <= 100
-    assert "differentiable search ended at E[latency]" in context.notes[0]
-    assert search(setup, target, seed=3).candidates[0].arch == candidate.arch
-
-
-@pytest.mark.parametrize("sampling", ["gumbel-hard", "gumbel", "softmax"])
-def test_sampled_weights(sampling):
-    strategy = DifferentiableSearch(sampling=sampling)
-    alphas = [torch.randn(4, requires_grad=True) for _ in range(3)]
-    weights = strategy._weights(alphas, 1.0, torch.Generator().manual_seed(0))
-    for w in weights:
-        assert w.sum().item() == pytest.approx(1.0)
-        if sampling == "gumbel-hard":
-            assert sorted(w.detach().tolist()) == [0.0, 0.0, 0.0, 1.0]
-    sum(w[0] for w in weights).backward()
-    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
-
-
-def test_hard_samples_run_one_op_per_layer(setup):
-    space, _ = setup
-    net = SuperNet(space)
-    calls = []
-    for layer in net.layers:
-        for name, op in layer.ops.items():
-            op.register_forward_hook(lambda m, i, o, name=name: calls.append(name))
-    weights = DifferentiableSearch(sampling="gumbel-hard")._weights(
-        [torch.zeros(n, requires_grad=True) for n in space.num_ops], 1.0, torch.Generator().manual_seed(0))
-    net(torch.randn(2, 3, 32, 32), weights=weights, skip_zeros=True).sum().backward()
-    assert len(calls) == len(space.layers)
-
-
-def test_hardware_losses():
-    strategy = DifferentiableSearch()
-    ce = torch.tensor(2.0)
-    # the seed's w (E - T)^2 with the miss in percent of the target
-    assert strategy.hardware_loss(ce, torch.tensor(3.3), 3.0).item() == pytest.approx(0.005 * 10**2)
-    proxyless = DifferentiableSearch(hw_loss="proxyless", beta=0.6)
-    expected = 2.0 * ((math.log(3.3) / math.log(3.0)) ** 0.6 - 1)
-    assert proxyless.hardware_loss(ce, torch.tensor(3.3), 3.0).item() == pytest.approx(expected, rel=1e-5)
-    # on target, neither adds anything
-    assert strategy.hardware_loss(ce, torch.tensor(3.0), 3.0).item() == 0
-    assert proxyless.hardware_loss(ce, torch.tensor(3.0), 3.0).item() == pytest.approx(0, abs=1e-6)
+    assert "differentiable search ended at E[latency]" in result.notes[0]
+    stored = read_run(tmp_path / "a" / RUN_DIR)
+    assert stored.config.strategy == "differentiable" and stored.checkpoint["epoch"] == 3
+    assert search(setup, target, seed=3).candidates[0].arch == candidate.arch, "same seed, same result"
 
 
 def test_projection_moves_the_least_likely_layers(setup):
@@ -99,14 +62,89 @@ def test_projection_moves_the_least_likely_layers(setup):
     ({"hw_loss": "l1"}, "hw_loss must be one of squared, proxyless, but got hw_loss='l1'"),
     ({"epochs": 0}, "epochs must be an integer >= 1, but got epochs=0"),
     ({"temperature": 0}, "temperature must be > 0, but got temperature=0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, but got batch_size=0"),
 ])
 def test_bad_settings(settings, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         DifferentiableSearch(**settings)
 
 
-def test_needs_a_supernet_and_data(setup):
-    space, table = setup
-    context = SearchContext(space, Constraint(table, table.minimum_latency() * 2), None, tables=[table])
-    with pytest.raises(ConfigError, match="differentiable search trains a supernet and needs one"):
-        DifferentiableSearch(**FAST).run(context)
+def test_needs_data(setup):
+    with pytest.raises(ConfigError, match="differentiable search trains a supernet and needs its data"):
+        search(setup, setup[1].minimum_latency() * 2, training={})
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    """A trained supernet whose validation split comes from seed 5 and a fifth of the data."""
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("source") / "run"
+    train(RunConfig(space="spos", dataset="synthetic", width=0.25, resolution=8, synthetic_size=40, batch_size=8,
+                    epochs=1, eval_paths=0, bn_batches=1, seed=5, val_fraction=0.2), run_dir)
+    return run_dir
+
+
+def test_a_warm_started_search_never_validates_on_a_training_image_of_its_supernet(setup, source_run, tmp_path,
+                                                                                    monkeypatch):
+    from hwnas.training import differentiable, trained
+
+    seen = {}
+    real_init = differentiable.DifferentiableTraining.__init__
+
+    def record_init(self, space, config, loaders):
+        seen["alpha"] = loaders.val_indices  # the images α's steps are drawn from
+        seen["weights"] = loaders.train_indices
+        real_init(self, space, config, loaders)
+
+    real_open = trained.open_evaluator
+
+    def record_open(run_dir, **options):
+        evaluator = real_open(run_dir, **options)
+        seen["scored"] = tuple(evaluator.val_loader.dataset.indices)  # the images the result is scored on
+        return evaluator
+
+    monkeypatch.setattr(differentiable.DifferentiableTraining, "__init__", record_init)
+    monkeypatch.setattr("hwnas.search.differentiable.open_evaluator", record_open)
+    training = {**warm_start(source_run), "device": "cpu"}
+    result = search(setup, setup[1].minimum_latency() * 1.5, seed=11, output=tmp_path / "warm", training=training)
+    source = run_loaders(read_run(source_run).config)
+    assert not set(seen["alpha"]) & set(source.train_indices), "α never sees a training image of the supernet"
+    assert not set(seen["scored"]) & set(source.train_indices), "the result is scored on held-out images"
+    assert seen["alpha"] == source.val_indices and seen["weights"] == source.train_indices
+    config = read_run(tmp_path / "warm" / RUN_DIR).config
+    assert config.seed == 11 and config.split_seed == 5 and config.init_from == str(source_run.resolve())
+    assert result.best is not None
+
+
+def test_a_killed_warm_started_search_resumes_where_it_stopped(setup, source_run, tmp_path):
+    target = setup[1].minimum_latency() * 1.5
+    training = {**warm_start(source_run), "device": "cpu"}
+    whole = search(setup, target, seed=2, output=tmp_path / "whole", training=training)
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_epoch_2(progress):
+        if progress.task.startswith("epoch 2/"):
+            raise Killed  # epoch 1 is checkpointed, epoch 2 is lost
+
+    with pytest.raises(Killed):
+        run_search(DifferentiableSearch(**FAST), space=setup[0], tables=[setup[1]], target_ms=target, evaluator=None,
+                   seed=2, output=tmp_path / "killed", references=False, training=training,
+                   on_progress=kill_in_epoch_2)
+    assert torch.load(tmp_path / "killed" / RUN_DIR / CHECKPOINT_FILE, weights_only=True)["epoch"] == 1
+    resumed = search(setup, target, seed=2, output=tmp_path / "killed", training=training)
+    assert [str(c.arch) for c in resumed.candidates] == [str(c.arch) for c in whole.candidates]
+    assert resumed.best.accuracy == whole.best.accuracy
+    final = [torch.load(tmp_path / d / RUN_DIR / CHECKPOINT_FILE, weights_only=True) for d in ("whole", "killed")]
+    for a, b in zip(final[0]["strategy"]["alphas"], final[1]["strategy"]["alphas"]):
+        assert torch.equal(a, b)
+
+
+def test_tiny_supernet_runs_warm_start_a_search_of_their_space(tmp_path):
+    space = get_space("spos", "cifar10", width=0.25)
+    table = synthetic_table(space, path=tmp_path / "t.jsonl")
+    run_dir = tiny_supernet_run(tmp_path / "run", synthetic_size=32)
+    result = run_search(DifferentiableSearch(**FAST), space=space, tables=[table], target_ms=table.minimum_latency() * 2,
+                        evaluator=None, references=False, training={**warm_start(run_dir), "device": "cpu"})
+    assert result.best is not None and result.best.feasible

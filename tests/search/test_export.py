@@ -12,11 +12,11 @@ import torch
 
 from hwnas.errors import CheckpointError
 from hwnas.search import RandomSearch, run_search, run_sweep
-from hwnas.search.export import arch_from_search, export_architecture
-from hwnas.search.testing import SyntheticEvaluator, synthetic_table
-from hwnas.supernet.space import Architecture
-from hwnas.supernet.spaces import get_space, space_from_description
-from hwnas.supernet.supernet import SuperNet
+from hwnas.export import arch_from_search, export_architecture
+from hwnas.testing import SyntheticEvaluator, synthetic_table
+from hwnas.space import Architecture
+from hwnas.space import get_space, space_from_description
+from hwnas.supernet import SuperNet
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

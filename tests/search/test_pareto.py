@@ -3,14 +3,16 @@
 import numpy as np
 import pytest
 
-from hwnas.devices import Protocol, get_device
+from hwnas.devices import get_device
+from hwnas.profiler.protocol import Protocol
 from hwnas.errors import ConfigError, TableError
-from hwnas.profiler.build import device_header
+from hwnas.profiler.session import device_header
 from hwnas.search import Evolution, RandomSearch, load_search, run_search
-from hwnas.search.pareto import chart_data, measure_front, pareto_front
+from hwnas.search.measure import measure_front
+from hwnas.search.pareto import chart_data, pareto_front
 from hwnas.search.plot import draw_chart
-from hwnas.search.testing import SyntheticEvaluator, synthetic_table
-from hwnas.supernet.spaces import get_space
+from hwnas.testing import SyntheticEvaluator, synthetic_table
+from hwnas.space import get_space
 
 
 def test_front_is_exactly_the_non_dominated_points():

@@ -8,15 +8,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hwnas.errors import CheckpointError
 from hwnas.supernet import evaluate
-from hwnas.supernet.evaluate import (
-    SubnetEvaluator,
-    accuracy,
-    calibration_batches,
-    load_supernet,
-    recalibrate_bn,
-    subnet_accuracy,
-)
-from hwnas.supernet.train import RunConfig, train
+from hwnas.supernet.evaluate import accuracy, calibration_batches, recalibrate_bn, subnet_accuracy
+from hwnas.training import RunConfig, load_supernet, open_evaluator, train
 
 TINY = dict(space="spos", dataset="synthetic", width=0.25, resolution=8, synthetic_size=64, batch_size=16,
             epochs=1, eval_paths=0, bn_batches=2)
@@ -29,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def supernet_run(tmp_path_factory):
     torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("supernet")
-    result = train(RunConfig(**TINY), run_dir, progress=False)
+    result = train(RunConfig(**TINY), run_dir)
     return run_dir, result.model
 
 
@@ -50,7 +43,7 @@ def test_accuracy_counts_correct_top1_predictions():
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 3, 3])  # the seventh image shows class 2
     identity = nn.Linear(4, 4, bias=False)
     nn.init.eye_(identity.weight)
-    assert accuracy(identity, DataLoader(TensorDataset(images, labels), batch_size=3)) == 7 / 8
+    assert accuracy(identity, DataLoader(TensorDataset(images, labels), batch_size=3)) == 100 * 7 / 8
 
 
 def test_calibration_batches_are_the_first_images_of_the_loader():
@@ -63,10 +56,10 @@ def test_calibration_batches_are_the_first_images_of_the_loader():
 def test_evaluating_a_subnet_leaves_the_supernet_untouched(supernet_run):
     run_dir, supernet = supernet_run
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
-    evaluator = SubnetEvaluator.from_run(run_dir)
+    evaluator = open_evaluator(run_dir)
     arch = supernet.space.sample(random.Random(0))
     recalibrated = subnet_accuracy(supernet, arch, evaluator.val_loader, calibration=evaluator.calibration)
-    assert 0 <= recalibrated <= 1
+    assert 0 <= recalibrated <= 100
     for name, value in supernet.state_dict().items():
         assert torch.equal(before[name], value), name
 
@@ -81,17 +74,20 @@ def test_load_supernet_restores_the_trained_weights(supernet_run):
 
 
 def test_the_evaluator_uses_the_runs_validation_split_and_memoises(supernet_run, monkeypatch):
+    from hwnas.supernet import evaluator as evaluator_module
+
     run_dir, _ = supernet_run
-    evaluator = SubnetEvaluator.from_run(run_dir, bn_batches=1)
+    evaluator = open_evaluator(run_dir, bn_batches=1)
     assert len(evaluator.val_loader.dataset) == round(0.1 * 64) and len(evaluator.calibration) == 1
     calls = []
     real = evaluate.subnet_accuracy
-    monkeypatch.setattr(evaluate, "subnet_accuracy", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(evaluator_module, "subnet_accuracy", lambda *a, **k: calls.append(k) or real(*a, **k))
     arch = evaluator.space.sample(random.Random(1))
     first = evaluator.accuracy(arch)
-    assert evaluator.accuracy(str(arch)) == first and len(calls) == 1
-    evaluator.accuracy(arch, recalibrate=False)
-    assert len(calls) == 2 and calls[1]["calibration"] is None
+    assert evaluator.accuracy(str(arch)) == first == evaluator(arch) and len(calls) == 1
+    inherited = evaluator.accuracy(arch, recalibrate=False)
+    assert evaluator.accuracy(arch, recalibrate=False) == inherited
+    assert len(calls) == 2 and "calibration" not in calls[1], "each accuracy computed once"
 
 
 def test_only_trained_supernets_load(tmp_path, supernet_run):
@@ -102,6 +98,6 @@ def test_only_trained_supernets_load(tmp_path, supernet_run):
     shutil.copy(supernet_run[0] / "config.json", untrained)  # killed before its first checkpoint
     with pytest.raises(CheckpointError, match="holds no checkpoint yet"):
         load_supernet(untrained)
-    train(RunConfig(**{**TINY, "strategy": None, "arch": "SPOS"}), tmp_path / "retrained", progress=False)
+    train(RunConfig(**{**TINY, "strategy": None, "arch": "SPOS"}), tmp_path / "retrained")
     with pytest.raises(CheckpointError, match="holds a retrained architecture"):
         load_supernet(tmp_path / "retrained")

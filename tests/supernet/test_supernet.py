@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hwnas.errors import ArchitectureError
-from hwnas.supernet.spaces import SPACES, get_space
-from hwnas.supernet.ops import MBConv
+from hwnas.space import SPACES, get_space
+from hwnas.space.ops import MBConv
 from hwnas.supernet.supernet import WEIGHT_SHARING, SuperNet
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import random
 import warnings
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from hwnas.errors import TableError
-from hwnas.profiler.counting import block_cost
-from hwnas.supernet.spaces import get_space
+from hwnas.space import block_cost
+from hwnas.space import get_space
 from hwnas.tables import Calibration, LookupTable, Record, TableWriter, make_header
 
 
@@ -85,7 +86,7 @@ def test_missing_file_and_schema(tmp_path, space):
     header = json.loads(lines[0])
     header["schema"] = 99
     path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
-    with pytest.raises(TableError, match="schema version must be 1, but .* has schema=99"):
+    with pytest.raises(TableError, match="schema version must be 2, but .* has schema=99"):
         LookupTable.load(path)
 
 
@@ -166,3 +167,35 @@ def test_minimum_latency_is_the_fastest_architecture(space):
     fixed, per_layer = table.latency_matrix()
     fastest = space.from_indices(int(lat.argmin()) for lat in per_layer)
     assert table.minimum_latency() == pytest.approx(table.predict(fastest).latency_ms)
+
+
+def test_a_table_is_checked_against_the_space_a_search_uses(space):
+    table = fake_table(space)
+    table.check_built_for(get_space("proxylessnas", "cifar10", width=0.5))  # the space it was built for
+    with pytest.raises(TableError, match=r"must be built for the search space, but its proxylessnas space differs: "
+                                         r"width 0\.5 != 1\.0 \(table != search\)"):
+        table.check_built_for(get_space("proxylessnas", "cifar10"))
+    with pytest.raises(TableError, match="built for space 'proxylessnas', but space 'fbnet' was asked for"):
+        table.check_built_for(get_space("fbnet", "cifar10"))
+    with pytest.raises(TableError, match="built for input 'cifar10', but input 'cifar100' was asked for"):
+        table.check_built_for(get_space("proxylessnas", "cifar100", width=0.5))
+    victim = space.layers[2].block("k7_e6")
+    with pytest.raises(TableError, match=r"lacks 1: mbconv\(e=6,k=7\) 16>16 s1 32x32"):
+        fake_table(space, drop={victim.key}).check_built_for(space)
+
+
+def test_the_digest_covers_what_a_table_predicts_from_and_not_where_it_lies(tmp_path, space):
+    table = fake_table(space, tmp_path / "a.jsonl")
+    digest = table.digest()
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    table.save(tmp_path / "b.jsonl")
+    assert LookupTable.load(tmp_path / "a.jsonl").digest() == LookupTable.load(tmp_path / "b.jsonl").digest() == digest
+    table.set_calibration(Calibration(1.1, 0.0))
+    assert table.digest() != digest
+    table.set_calibration(None)
+    assert table.digest() == digest
+    first = next(iter(table.records.values()))
+    slower = LookupTable(table.header, [dataclasses.replace(first, latency_ms=first.latency_ms + 1e-6),
+                                        *list(table.records.values())[1:]])
+    assert slower.digest() != digest
+    assert LookupTable({**table.header, "batch": 2}, table.records.values()).digest() != digest

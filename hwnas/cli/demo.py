@@ -1,0 +1,73 @@
+"""`hwnas demo`: profile, train, search at three targets, plot, on Fashion-MNIST."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from hwnas.cli.options import default_of, format_option
+from hwnas.cli.output import render
+from hwnas.cli.progress import ProgressDisplay
+from hwnas.demo import DemoSettings
+
+
+def _default(name: str):
+    return default_of(DemoSettings, name)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo)
+
+
+@click.command()
+@click.option("-o", "--output", default="hwnas-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Directory for every file the demo writes.")
+@click.option("--space", default=_default("space"), show_default=True)
+@click.option("--width", type=float, default=_default("width"), show_default=True)
+@click.option("--resolution", type=int, default=_default("resolution"), show_default=True,
+              help="Input size: Fashion-MNIST's 28x28 images are resized to it.")
+@click.option("--device", default=_default("device"), show_default=True, help="Device the table is measured on.")
+@click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Supernet training epochs.")
+@click.option("--generations", type=int, default=_default("generations"), show_default=True,
+              help="Evolution generations per target.")
+@click.option("--population", type=int, default=_default("population"), show_default=True,
+              help="Evolution population.")
+@click.option("--data-root", default=None, help="Where Fashion-MNIST is (default: the cache, then Debian's package).")
+@click.option("--download", is_flag=True, help="Download Fashion-MNIST even if it is found nowhere (it is "
+                                               "downloaded anyway, with a message, when missing).")
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@format_option
+def demo(output, space, width, resolution, device, epochs, generations, population, data_root, download, seed,
+         fmt) -> None:
+    """The whole pipeline in minutes on a CPU: profile a lookup table, train a supernet on Fashion-MNIST,
+    run evolution at three latency targets, draw the Pareto chart and summarise."""
+    from hwnas import demo as library
+
+    settings = library.DemoSettings(space=space, width=width, resolution=resolution, device=device, epochs=epochs,
+                            generations=generations,
+                            population=population, data_root=data_root, download=download, seed=seed)
+    start = time.perf_counter()
+    with ProgressDisplay() as progress:
+        result = library.run_demo(output, settings, on_progress=progress)
+    total = time.perf_counter() - start
+    if fmt != "table":
+        extra = {"seconds": {**result.seconds, "total": total}, "table": str(result.table),
+                 "run": str(result.run_dir), "search": str(result.search_dir), "chart": str(result.chart)}
+        click.echo(render(result.rows, fmt, extra=extra if fmt == "json" else None))
+        return
+    click.echo("")
+    click.echo(render(result.rows, "table"))
+    click.echo("")
+    click.echo(f"time: profile {result.seconds['profile']:.0f} s, training {result.seconds['train']:.0f} s, "
+               f"search {result.seconds['search']:.0f} s, total {total:.0f} s")
+    click.echo(f"table  {result.table}\nrun    {result.run_dir}\nsearch {result.search_dir}\nchart  {result.chart}")
+    click.echo("the same by hand:\n"
+               f"  hwnas profile --space {space} --input fashion-mnist --width {width} --resolution {resolution} "
+               f"--device {device} -o {result.table}\n"
+               f"  hwnas train --space {space} --dataset fashion-mnist --width {width} --resolution {resolution} "
+               f"--strategy uniform --epochs {epochs} -o {result.run_dir}\n"
+               f"  hwnas search --strategy evolution --space {space} --table {result.table} --target-latency "
+               f"{','.join(f'{t:g}ms' for t in result.targets_ms)} --supernet {result.run_dir} -o {result.search_dir}\n"
+               f"  hwnas plot {result.search_dir} -o {result.chart}")

@@ -1,0 +1,232 @@
+"""Commands of the lookup-table profiler: devices, profile, table show / compare, validate."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from hwnas.cli.options import default_of, format_option
+from hwnas.cli.output import render
+from hwnas.cli.progress import ProgressDisplay
+from hwnas.profiler.protocol import STATISTICS, Protocol
+
+
+def _protocol_default(name: str, scale: float = 1.0):
+    return default_of(Protocol, name) * scale
+
+def register(cli: click.Group) -> None:
+    cli.add_command(devices)
+    cli.add_command(profile)
+    cli.add_command(table)
+    cli.add_command(validate)
+
+
+@click.command()
+@format_option
+def devices(fmt: str) -> None:
+    """List the device backends, whether this machine can run them, and their fingerprint."""
+    from hwnas.devices import DEVICES
+
+    rows = []
+    for name in DEVICES:
+        cls = DEVICES.get(name)
+        available, reason = cls.availability()
+        row = {"device": name, "available": available, "precisions": ",".join(cls.precisions), "note": reason}
+        if available:
+            info = cls().info()
+            row["cpu"] = info.get("cpu_model", "")
+            row["gpu"] = info.get("gpu_name", "")
+            if fmt != "table":
+                row["fingerprint"] = info
+        rows.append(row)
+    click.echo(render(rows, fmt))
+
+
+@click.command()
+@click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
+@click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of the space.")
+@click.option("--resolution", type=int, default=None,
+              help="Input size, as `hwnas train --resolution` resizes images [default: the input profile's].")
+@click.option("--device", "device_name", default="cpu", show_default=True, help="Device backend (see `hwnas devices`).")
+@click.option("--threads", type=int, default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--precision", default=None, help="fp32 (default), or int8 on ort-mobile / ort-cpu.")
+@click.option("--rounds", type=int, default=_protocol_default("rounds"), show_default=True,
+              help="Timed blocks per entry.")
+@click.option("--min-block-ms", type=float, default=_protocol_default("min_block_s", 1e3), show_default=True,
+              help="Target duration of one timed block.")
+@click.option("--rotate", type=int, default=_protocol_default("rotate"), show_default=True,
+              help="Copies of weights and inputs cycled through.")
+@click.option("--warmup-ms", type=float, default=_protocol_default("warmup_s", 1e3), show_default=True,
+              help="Warm-up of each entry before timing.")
+@click.option("--statistic", type=click.Choice(STATISTICS), default=default_of(Protocol, "statistic"),
+              show_default=True,
+              help="Which summary of an entry's timed blocks is its latency (min: other work on the machine only "
+                   "adds time; median and IQR are recorded either way).")
+@click.option("--remeasure", type=int, default=_protocol_default("remeasure"), show_default=True,
+              help="Extra attempts for a noisy entry or a batch caught by a burst of other work, and whether entries "
+                   "still measured in a burst are measured once more at the end (0: measure once).")
+@click.option("--drift-correction/--no-drift-correction", default=default_of(Protocol, "drift_correction"),
+              show_default=True,
+              help="Watch the reference block for bursts of other work (wait for them to pass, time caught batches "
+                   "again) and, when the table is complete, scale each entry by the reference's fastest time over "
+                   "the table (median with --statistic median) over its time beside that entry (raw times are kept "
+                   "in every record).")
+@click.option("--calm-wait-s", type=float, default=_protocol_default("calm_wait_s"), show_default=True,
+              help="The longest one batch waits for a burst of other work to pass.")
+@click.option("--calm-budget-s", type=float, default=_protocol_default("calm_budget_s"), show_default=True,
+              help="The longest the whole run waits for bursts to pass, all batches together.")
+@click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
+                                            "(the old file is kept as FILE.bak).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Table file (JSON Lines). An existing one is resumed.")
+@format_option
+def profile(space_name, profile_name, width, resolution, device_name, threads, batch_size, precision, rounds, min_block_ms,
+            rotate, warmup_ms, statistic, remeasure, drift_correction, calm_wait_s, calm_budget_s, force, output,
+            fmt) -> None:
+    """Measure every block of a space on a device into a lookup table.
+
+    Each distinct block (stem and head included) is measured once; records are written as they finish,
+    so a killed run resumes where it stopped when run again with the same FILE.
+    """
+    from hwnas.devices import get_device
+    from hwnas.profiler.build import profile_space
+    from hwnas.space import get_space
+
+    space = get_space(space_name, profile_name, width=width, resolution=resolution)
+    device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
+    protocol = Protocol(rounds=rounds, min_block_s=min_block_ms / 1e3, rotate=rotate, warmup_s=warmup_ms / 1e3,
+                        statistic=statistic, remeasure=remeasure, drift_correction=drift_correction,
+                        calm_wait_s=calm_wait_s, calm_budget_s=calm_budget_s)
+    start = time.perf_counter()
+    with ProgressDisplay() as progress:
+        result = profile_space(space, device, output, protocol=protocol, force=force, on_progress=progress)
+    rel = np.array([r.rel_iqr for r in result.records.values()])
+    row = {"table": str(output), "blocks": len(result.records), "space": space_name, "input": profile_name,
+           "device": device_name, "seconds": round(time.perf_counter() - start, 1),
+           "rel_iqr_median_pct": round(100 * float(np.median(rel)), 2), "rel_iqr_max_pct": round(100 * float(rel.max()), 2),
+           "reference_level_ms": result.header.get("reference_level_ms")}
+    click.echo(render([row], fmt))
+
+
+@click.group()
+def table() -> None:
+    """Inspect and compare lookup tables."""
+
+
+@table.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sort", type=click.Choice(["key", "latency", "macs"]), default="key", show_default=True)
+@format_option
+def show(path: Path, sort: str, fmt: str) -> None:
+    """Header and per-block records of a table."""
+    from hwnas.tables import LookupTable
+
+    t = LookupTable.load(path)
+    rows = [{"key": r.key, "latency_ms": round(r.latency_ms, 4), "raw_ms": round(r.extra.get("raw_ms", r.latency_ms), 4),
+             "iqr_ms": round(r.iqr_ms, 4), "rel_iqr": round(r.rel_iqr, 3), "macs": r.macs, "params": r.params}
+            for r in t.records.values()]
+    if sort != "key":
+        rows.sort(key=lambda r: r["latency_ms" if sort == "latency" else "macs"])
+    space = t.header["space"]
+    dev = t.header["device"]
+    extra = {"space": space["space"], "input": space["input"]["name"], "width": space.get("width", 1.0),
+             "device": dev["name"], "cpu": dev.get("info", {}).get("cpu_model", ""),
+             "threads": dev.get("comparable", {}).get("threads"), "batch": t.header["batch"],
+             "dtype": t.header["dtype"], "protocol": t.header["protocol"],
+             "reference_level_ms": t.header.get("reference_level_ms"), "calibration": t.header["calibration"],
+             "blocks": len(rows)}
+    if fmt == "json":
+        extra["header"] = t.header
+    click.echo(render(rows, fmt, extra=extra))
+
+
+@table.command()
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--archs", type=int, default=1000, show_default=True,
+              help="Random architectures whose predicted latencies are rank-correlated between the tables.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@format_option
+def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
+    """Compare two tables of one space on two devices: per-block ratio B/A and rank correlations.
+
+    The architecture-level Kendall tau says how far an optimum found with one table transfers to the other.
+    """
+    from scipy.stats import kendalltau
+
+    from hwnas.errors import TableError
+    from hwnas.tables import LookupTable
+
+    ta, tb = LookupTable.load(a), LookupTable.load(b)
+    if ta.header["space"] != tb.header["space"]:
+        raise TableError(f"tables to compare must describe the same space, but {a} has "
+                         f"{ta.header['space']['space']}/{ta.header['space']['input']['name']} and {b} has "
+                         f"{tb.header['space']['space']}/{tb.header['space']['input']['name']}")
+    common = [k for k in ta.records if k in tb.records]
+    if not common:
+        raise TableError(f"tables to compare must share block keys, but {a} and {b} share none")
+    la = np.array([ta.records[k].latency_ms for k in common])
+    lb = np.array([tb.records[k].latency_ms for k in common])
+    rows = [{"key": k, "a_ms": round(x, 4), "b_ms": round(y, 4), "ratio_b_over_a": round(y / x, 3)}
+            for k, x, y in zip(common, la, lb)]
+    space = ta.space
+    rng = random.Random(seed)
+    indices = np.array([space.indices(space.sample(rng)) for _ in range(archs)])
+    pa, pb = ta.predict_indices(indices), tb.predict_indices(indices)
+    summary = {"a": f"{a} ({ta.device_name})", "b": f"{b} ({tb.device_name})", "common_blocks": len(common),
+               "median_ratio": round(float(np.median(lb / la)), 4),
+               "ratio_range": f"{(lb / la).min():.3f}..{(lb / la).max():.3f}",
+               "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
+               "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}
+    click.echo(render(rows, fmt, extra=summary))
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--archs", type=int, default=100, show_default=True, help="Random architectures measured end to end.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=1, show_default=True,
+              help="Measure every architecture this many times, each time beside other networks, and use the mean; "
+                   "with 2 or more, the second measurement against the first is printed as the noise floor.")
+@click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
+@click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
+                   "with --repeats, each run).")
+@format_option
+def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, fmt: str) -> None:
+    """Measure random whole architectures on the table's device and report how well the table predicts them.
+
+    A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
+    on the other half: mean absolute % error, share within 5 % and 10 %, Kendall tau; raw table sum,
+    calibrated table, and MACs fitted the same way as the baseline. With --repeats 2 or more, the
+    agreement between two measurements of the same networks is printed below them: no predictor can be
+    judged closer than that.
+    """
+    import pandas as pd
+
+    from hwnas.profiler.session import table_device
+    from hwnas.profiler.validate import validate_table
+    from hwnas.tables import LookupTable
+
+    t = LookupTable.load(path)
+    device = table_device(t)
+    with ProgressDisplay() as progress:
+        report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats, on_progress=progress)
+    if details:
+        pd.DataFrame(report.arch_rows()).to_csv(details, index=False)
+    if save:
+        t.set_calibration(report.calibration)
+        t.save()
+    extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs), "repeats": repeats,
+             "fitted_on": len(report.fit_index), "tested_on": len(report.test_index),
+             "measured": "as timed" if report.timed_ms is None else
+                         f"drift-corrected to the reference level {t.header['reference_level_ms']} ms",
+             "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
+                            + (" (saved)" if save else "")}
+    click.echo(render(report.rows(), fmt, extra=extra))

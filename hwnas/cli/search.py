@@ -1,0 +1,287 @@
+"""Commands of the search: search (one target or a sweep), plot (Pareto charts), export (JSON, PyTorch, ONNX)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from hwnas.cli.options import default_of, format_option
+from hwnas.cli.output import render
+from hwnas.cli.progress import ProgressDisplay
+from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(search)
+    cli.add_command(plot)
+    cli.add_command(export)
+
+
+def _search_space(space_name: str, profile: str | None, width: float | None, table):
+    """The search space: the first table's own when nothing overrides it, else the named one (which the
+    table is then checked against)."""
+    from hwnas.space import SPACES, get_space, space_from_description
+
+    SPACES.get(space_name)
+    described = table.header["space"]
+    if described.get("space") == space_name and profile is None and width is None:
+        return space_from_description(described)
+    return get_space(space_name, profile or described.get("input", {}).get("name", "imagenet"),
+                     width=width if width is not None else described.get("width", 1.0))
+
+
+@click.command()
+@click.option("--strategy", "strategy_name", default="evolution", show_default=True,
+              help="Search strategy: random, evolution or differentiable.")
+@click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
+@click.option("--input", "profile_name", default=None, help="Input profile (default: the first table's).")
+@click.option("--width", type=float, default=None, help="Width multiplier (default: the first table's).")
+@click.option("--table", "table_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Lookup table; repeat for several devices. The first constrains, all are reported.")
+@click.option("--target-latency", "target", required=True,
+              help="Latency target on the first table: 3ms, 2.5ms, 500us, 3 (ms). A list 2ms,3ms,4ms runs a sweep "
+                   "with one sub-directory per target (SEARCH_DIR/target_2ms, ...).")
+@click.option("--max-macs", default=None, help="Upper bound on MACs per sample, e.g. 300M.")
+@click.option("--max-params", default=None, help="Upper bound on parameters, e.g. 3.5M.")
+@click.option("--supernet", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Trained supernet run directory whose weights score the candidates.")
+@click.option("--dataset", default=None, help="Dataset of the validation split (default: the supernet's).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
+@click.option("--bn-batches", type=int, default=None, help="Training batches that recalibrate BN per candidate.")
+@click.option("--val-batches", type=int, default=None, help="Validation batches per candidate (default: all).")
+@click.option("--batch-size", type=int, default=None, help="Batch size of recalibration and validation.")
+@click.option("--eval-device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where candidates are evaluated (default: cuda when available).")
+@click.option("--threads", type=int, default=None, help="PyTorch CPU threads for evaluation (default: PyTorch's).")
+@click.option("--samples", type=int, default=None, help=f"random: feasible architectures evaluated (default {default_of(RandomSearch, 'samples')}).")
+@click.option("--population", type=int, default=None, help=f"evolution: architectures per generation (default {default_of(Evolution, 'population')}).")
+@click.option("--generations", type=int, default=None,
+              help=f"evolution: generations incl. the random first (default {default_of(Evolution, 'generations')}).")
+@click.option("--parents", type=int, default=None, help=f"evolution: best architectures bred from (default {default_of(Evolution, 'parents')}).")
+@click.option("--mutation-prob", type=float, default=None,
+              help=f"evolution: per-layer mutation probability (default {default_of(Evolution, 'mutation_prob')}).")
+@click.option("--crossover/--no-crossover", default=None,
+              help="evolution: half of each generation by crossover (default on).")
+@click.option("--patience", type=int, default=None, help="Rejected draws in a row before sampling gives up.")
+@click.option("--epochs", type=int, default=None, help=f"differentiable: joint epochs (default {default_of(DifferentiableSearch, 'epochs')}).")
+@click.option("--warmup-epochs", type=int, default=None, help=f"differentiable: weights-only epochs first (default {default_of(DifferentiableSearch, 'warmup_epochs')}).")
+@click.option("--steps-per-epoch", type=int, default=None,
+              help="differentiable: batches per epoch (default: the whole training split).")
+@click.option("--sampling", type=click.Choice(["gumbel-hard", "gumbel", "softmax"]), default=None,
+              help=f"differentiable: op weights of the forward pass (default {default_of(DifferentiableSearch, 'sampling')}).")
+@click.option("--hw-loss", type=click.Choice(["squared", "proxyless"]), default=None,
+              help="differentiable: w*(E[lat]-T)^2 in % of T (seed), or CE*(log E[lat]/log T)^beta (ProxylessNAS).")
+@click.option("--hc-weight", type=float, default=None, help=f"differentiable: w of the squared loss (default {default_of(DifferentiableSearch, 'hc_weight')}).")
+@click.option("--beta", type=float, default=None, help=f"differentiable: beta of the proxyless loss (default {default_of(DifferentiableSearch, 'beta')}).")
+@click.option("--arch-lr", type=float, default=None, help=f"differentiable: SGD lr of alpha (default {default_of(DifferentiableSearch, 'arch_lr')}).")
+@click.option("--lr", type=float, default=None, help=f"differentiable: SGD lr of the weights (default {default_of(DifferentiableSearch, 'lr')}).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--references/--no-references", default=True, show_default=True,
+              help="Place the space's reference architectures beside the candidates.")
+@click.option("--force", is_flag=True,
+              help="Start again in a SEARCH_DIR that holds a search with another configuration.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="SEARCH_DIR.")
+@format_option
+def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir, dataset,
+           data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
+           generations, parents, mutation_prob, crossover, patience, epochs, warmup_epochs, steps_per_epoch, sampling,
+           hw_loss, hc_weight, beta, arch_lr, lr, seed, references, force, output, fmt) -> None:
+    """Search a space for the most accurate architecture under a latency target.
+
+    Every evaluated candidate goes to SEARCH_DIR/candidates.csv with its latency on every table, the
+    best to best.json; an interrupted search resumes when run again with the same arguments.
+
+    random and evolution score candidates with a trained supernet (--supernet). differentiable trains
+    supernet weights and architecture parameters jointly on --dataset, or warm-started from --supernet
+    on that run's own data and validation split, in SEARCH_DIR/supernet (a training run: interrupted,
+    it resumes), and records its final architecture.
+    """
+    from hwnas.errors import ConfigError
+    from hwnas.search import (Constraint, check_table, make_strategy, parse_count, parse_latencies, run_search,
+                              run_sweep)
+    from hwnas.tables import LookupTable
+    from hwnas.training import open_evaluator
+
+    targets = parse_latencies(target)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, but got threads={threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    bounds = {"max_macs": parse_count(max_macs, "MACs") if max_macs is not None else None,
+              "max_params": parse_count(max_params, "params") if max_params is not None else None}
+    settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
+                                  ("parents", parents), ("mutation_prob", mutation_prob), ("crossover", crossover),
+                                  ("patience", patience), ("epochs", epochs), ("warmup_epochs", warmup_epochs),
+                                  ("steps_per_epoch", steps_per_epoch), ("sampling", sampling), ("hw_loss", hw_loss),
+                                  ("hc_weight", hc_weight), ("beta", beta), ("arch_lr", arch_lr), ("lr", lr),
+                                  ("batch_size", batch_size if strategy_name == "differentiable" else None))
+                if v is not None}
+    strategy = make_strategy(strategy_name, **settings)
+    tables = [LookupTable.load(p) for p in table_paths]
+    space = _search_space(space_name, profile_name, width, tables[0])
+    # everything that can be refused without the supernet is refused before loading it
+    for ms in targets:
+        Constraint(tables[0], ms, space=space, **bounds).check_reachable()
+    for other in tables[1:]:
+        check_table(other, space)
+    if strategy.needs_evaluator and run_dir is None:
+        raise ConfigError(f"strategy {strategy_name!r} ranks architectures by their accuracy with supernet weights "
+                          f"and needs --supernet RUN_DIR")
+    evaluator, training = None, None
+    if strategy_name == "differentiable":
+        training = _differentiable_training(space, run_dir, dataset, data_root, download, eval_device)
+    elif run_dir is not None:
+        evaluator = open_evaluator(run_dir, space=space, dataset=dataset, data_root=data_root, download=download,
+                                   bn_batches=bn_batches, val_batches=val_batches, batch_size=batch_size,
+                                   device=eval_device)
+    common = dict(space=space, tables=tables, evaluator=evaluator, seed=seed, force=force, references=references,
+                  training=training, **bounds)
+    with ProgressDisplay() as progress:
+        if len(targets) == 1:
+            results = [run_search(strategy, target_ms=targets[0], output=output, on_progress=progress, **common)]
+        else:
+            results = run_sweep(strategy, targets_ms=targets, output=output, on_progress=progress, **common)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 reports
+    rows = []
+    for ms, result in zip(targets, results):
+        best = result.best
+        row = {"target_ms": ms, "directory": str(result.path), "candidates": len(result.candidates),
+               "evaluated_now": result.evaluations}
+        if best is not None:
+            row.update({"best_accuracy": round(best.accuracy, 3),
+                        **{f"latency_ms[{label}]": round(v, 4) for label, v in zip(result.labels, best.latency_ms)},
+                        "macs": best.macs, "params": best.params, "arch": str(best.arch)})
+        rows.append(row)
+        for note in result.notes:
+            click.echo(f"note ({ms:g} ms): {note}", err=True)
+    click.echo(render(rows, fmt))
+
+
+@click.command()
+@click.argument("search_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Chart file: .png, .svg or .pdf.")
+@click.option("--table", "tables", multiple=True,
+              help="Table label(s) to plot (a search's latency_ms[LABEL] columns), or 'all'; default: the "
+                   "table each search was constrained by.")
+@click.option("--measured", is_flag=True, help="Measure each Pareto front on its table's device and plot it beside "
+                                               "the prediction.")
+@format_option
+def plot(search_dirs, output, tables, measured, fmt) -> None:
+    """Accuracy vs latency of one or more searches: candidates, Pareto front, target, references.
+
+    A sweep directory stands for all its targets; several searches (or devices) are overlaid.
+    """
+    from hwnas.errors import ConfigError
+    from hwnas.search.measure import measure_front
+    from hwnas.search.pareto import chart_data
+    from hwnas.search.plot import FORMATS, draw_chart
+    from hwnas.search.results import expand_search_dirs, load_search
+
+    if output.suffix.lower() not in FORMATS:
+        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {output.name!r}")
+    records = [load_search(p) for p in expand_search_dirs(search_dirs)]
+    data = chart_data(records, list(tables) or None)
+    if measured:
+        with ProgressDisplay() as progress:
+            data = measure_front(data, records, on_progress=progress)
+    draw_chart(data, output)
+    rows = []
+    for s in data.series:
+        for i, (arch, ms, acc) in enumerate(zip(s.front_archs, s.front.latency_ms, s.front.accuracy)):
+            row = {"series": s.label, "accuracy": round(float(acc), 3), "predicted_ms": round(float(ms), 4)}
+            if s.measured_ms is not None:
+                row["measured_ms"] = round(float(s.measured_ms[i]), 4)
+                row["error_pct"] = round(100 * (float(ms) - float(s.measured_ms[i])) / float(s.measured_ms[i]), 1)
+            rows.append({**row, "arch": arch})
+    summary = (f"{output}: {len(data.series)} series, {sum(len(s.front.index) for s in data.series)} front points, "
+               f"{len(data.references)} reference marks")
+    click.echo(render(rows, fmt, extra={"chart": str(output), "summary": summary} if fmt == "json" else None))
+    if fmt == "table":
+        click.echo(summary)
+
+
+@click.command()
+@click.argument("source", metavar="SEARCH_DIR|ARCH")
+@click.option("--space", "space_name", default=None,
+              help="Search space of ARCH (a search directory knows its own).")
+@click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile of ARCH.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of ARCH's space.")
+@click.option("--supernet", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Take the weights from this trained supernet (inherited through SuperNet.subnet).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation without --supernet.")
+@click.option("--onnx/--no-onnx", default=True, show_default=True,
+              help="Also write model.onnx (checked in ONNX Runtime).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="DIR.")
+@format_option
+def export(source, space_name, profile_name, width, run_dir, seed, onnx, output, fmt) -> None:
+    """Write an architecture as JSON, PyTorch weights + build recipe, and ONNX.
+
+    SOURCE is a search directory (its best architecture) or best.json, or with --space a reference name,
+    an architecture string or an architecture JSON file.
+    """
+    from hwnas.errors import ConfigError
+    from hwnas.export import arch_from_search, export_architecture
+    from hwnas.space import resolve_arch
+
+    path = Path(source)
+    if path.is_dir() or path.name == "best.json":
+        space, arch, figures = arch_from_search(path)
+        if space_name is not None and space_name != space.name:
+            raise ConfigError(f"--space must name the search's space, but the search in {path} is of space "
+                              f"{space.name!r} and --space is {space_name!r}")
+    else:
+        if space_name is None:
+            raise ConfigError(f"exporting an architecture needs --space (or a search directory), but got only "
+                              f"{source!r}")
+        space, arch = resolve_arch(space_name, source, profile_name, width=width)
+        figures = {}
+    supernet = None
+    if run_dir is not None:
+        from hwnas.training import load_supernet
+
+        supernet = load_supernet(run_dir)[0]
+    result = export_architecture(space, arch, output, supernet=supernet,
+                                 supernet_path=str(run_dir) if run_dir else None, seed=seed, extra=figures,
+                                 onnx=onnx)
+    weights = f"supernet {run_dir}" if run_dir else f"a fresh initialisation (seed {seed})"
+    if fmt == "table":
+        click.echo(f"{output}: {', '.join(result.files)}; weights from {weights}"
+                   + (f"; ONNX Runtime matches PyTorch to {result.onnx_max_abs_diff:.2e}" if onnx else ""))
+        return
+    click.echo(render([{"directory": str(output), "arch": str(arch), "files": " ".join(result.files),
+                        "weights": weights, "onnx_max_abs_diff": result.onnx_max_abs_diff}], fmt))
+
+
+def _differentiable_training(space, run_dir, dataset, data_root, download, device) -> dict:
+    """The `RunConfig` settings of a differentiable search's training run: warm-started from RUN_DIR (its
+    weights, its data and its own validation split), or fresh on ``dataset`` at the table's input size."""
+    import torch
+
+    from hwnas.errors import ConfigError
+    from hwnas.space import space_from_description
+    from hwnas.training.run_dir import read_run
+    from hwnas.training.trained import check_supernet_space, warm_start
+
+    environment = dict(download=download, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if data_root is not None:
+        environment["data_root"] = str(data_root)
+    if run_dir is not None:
+        training = warm_start(run_dir)
+        check_supernet_space(space_from_description(read_run(run_dir).space), space, f"the supernet in {run_dir}")
+        if dataset is not None and dataset != training["dataset"]:
+            raise ConfigError(f"a warm-started search trains on the supernet's dataset ({training['dataset']!r} in "
+                              f"{run_dir}), but got dataset {dataset!r}")
+        return {**training, **environment}
+    if dataset is None:
+        raise ConfigError("differentiable search trains on a dataset, but got neither --dataset nor --supernet")
+    training = dict(dataset=dataset, resolution=space.profile.resolution, width=space.config.get("width", 1.0))
+    if dataset == "synthetic":
+        training["synthetic_like"] = space.profile.name
+    return {**training, **environment}

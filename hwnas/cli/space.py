@@ -1,0 +1,80 @@
+"""Commands that describe search spaces: spaces, references, arch."""
+
+from __future__ import annotations
+
+import click
+
+from hwnas.cli.options import format_option
+from hwnas.cli.output import human, render
+
+
+def register(cli: click.Group) -> None:
+    for command in (spaces, references, arch):
+        cli.add_command(command)
+
+
+@click.command()
+@click.option("--input", "profile", default="imagenet", show_default=True, help="Input profile.")
+@format_option
+def spaces(profile: str, fmt: str) -> None:
+    """List the search spaces: layers, ops per layer and number of architectures."""
+    from hwnas.space import SPACES, get_space
+
+    rows = []
+    for name in SPACES:
+        space = get_space(name, profile)
+        counts = sorted(set(space.num_ops))
+        ops = list(dict.fromkeys(op for layer in space.layers for op in layer.op_names))
+        rows.append({"space": name, "layers": len(space.layers),
+                     "ops_per_layer": "/".join(map(str, counts)),
+                     "architectures": f"{space.size:.3e}", "ops": " ".join(ops)})
+    click.echo(render(rows, fmt, extra={"input": profile} if fmt == "json" else None))
+
+
+@click.command()
+@click.option("--space", default=None, help="Only the references of this space.")
+@format_option
+def references(space: str | None, fmt: str) -> None:
+    """List the reference architectures with their published and counted ImageNet MACs/params."""
+    from hwnas.space import REFERENCES, reference_cost
+
+    rows = []
+    for name in REFERENCES:
+        ref = REFERENCES.get(name)
+        if space and ref.space != space:
+            continue
+        cost = reference_cost(name)
+        rows.append({"name": name, "space": ref.space, "published_macs": human(ref.macs) if ref.macs else "",
+                     "macs": human(cost.macs), "published_params": human(ref.params) if ref.params else "",
+                     "params": human(cost.params), "arch": str(ref.arch)})
+    if fmt == "table":  # architecture strings do not fit a terminal table; json and csv keep them
+        rows = [{k: v for k, v in row.items() if k != "arch"} for row in rows]
+    click.echo(render(rows, fmt))
+
+
+@click.command()
+@click.argument("space_name", metavar="SPACE")
+@click.argument("arch_text", metavar="ARCH")
+@click.option("--input", "profile", default="imagenet", show_default=True, help="Input profile.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier.")
+@format_option
+def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) -> None:
+    """Per-block MACs and params of one architecture of SPACE.
+
+    ARCH is a reference name (see `hwnas references`), an architecture string such as
+    k3_e6-skip-k5_e3-... (one op per searchable layer), or a JSON file with an "ops" list.
+    """
+    from hwnas.space import arch_costs, resolve_arch
+
+    space, architecture = resolve_arch(space_name, arch_text, profile, width=width)
+    rows = []
+    for name, block, cost in arch_costs(space, architecture):
+        op = next((n for layer in space.layers if layer.name == name for n, o in layer.choices if o == block.op),
+                  block.op.family)
+        rows.append({"layer": name, "op": op, "cin": block.cin, "cout": block.cout, "stride": block.stride,
+                     "input": f"{block.height}x{block.width}", "macs": cost.macs, "params": cost.params})
+    total = {"layer": "total", "macs": sum(r["macs"] for r in rows), "params": sum(r["params"] for r in rows)}
+    extra = {"space": space.name, "input": space.profile.name, "width": width, "arch": str(architecture)}
+    if fmt == "table":
+        total = {**total, "op": f"{human(total['macs'])} MACs, {human(total['params'])} params"}
+    click.echo(render(rows, fmt, extra=extra, footer=[total]))

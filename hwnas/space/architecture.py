@@ -1,0 +1,61 @@
+"""`Architecture`: one op choice per searchable layer, with its compact string and JSON forms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hwnas.errors import ArchitectureError
+
+if TYPE_CHECKING:
+    from hwnas.space.space import SearchSpace
+
+#: op names accepted in architecture strings as another name of a canonical op
+OP_ALIASES = {"zero": "skip"}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One op choice per searchable layer. String form: op names joined by '-', e.g. ``k3_e6-skip-k5_e3``."""
+
+    ops: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(OP_ALIASES.get(op, op) for op in self.ops))
+
+    @classmethod
+    def parse(cls, text: str) -> "Architecture":
+        text = text.strip()
+        if not text or any(not part for part in text.split("-")):
+            raise ArchitectureError(f"an architecture string is op names joined by '-', but got {text!r}")
+        return cls(tuple(text.split("-")))
+
+    def __str__(self) -> str:
+        return "-".join(self.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def to_json(self, space: "SearchSpace | None" = None) -> str:
+        data: dict[str, Any] = {"arch": str(self), "ops": list(self.ops)}
+        if space is not None:
+            data["space"] = space.describe()
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Architecture":
+        try:
+            data = json.loads(text)
+            return cls(tuple(data["ops"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchitectureError(f"architecture JSON must hold an 'ops' list, but could not read it: {exc}") from None
+
+
+def as_architecture(arch: Architecture | str | Sequence[str]) -> Architecture:
+    if isinstance(arch, Architecture):
+        return arch
+    if isinstance(arch, str):
+        return Architecture.parse(arch)
+    return Architecture(tuple(arch))

@@ -49,9 +49,12 @@ class OpenedData:
 
     The splits are left untransformed so that one loaded copy of the training files can serve both the
     augmented train part and the eval-transformed validation part. ``mean`` / ``std`` are the per-channel
-    statistics the transforms normalise with.
+    statistics the transforms normalise with. ``name`` is the registered dataset the data came from, which
+    is not the one asked for when an entry falls back to another (``fashion-mnist`` to the embedded
+    ``fashion-mnist-subset``).
     """
 
+    name: str
     profile: InputProfile
     train: Dataset
     test: Dataset
@@ -69,10 +72,12 @@ class Loaders:
     """``train`` (shuffled, augmented; with ``distributed=True`` its sampler is a DistributedSampler whose
     ``set_epoch`` the training loop calls), ``val`` (held out of the training split), ``test`` (official).
 
-    ``train_indices`` / ``val_indices`` are the positions in the official training split that each part
-    holds: disjoint, and the same for the same (dataset, ``val_fraction``, ``seed``).
+    ``dataset`` is the registered dataset the data came from (see `OpenedData.name`); ``train_indices`` /
+    ``val_indices`` are the positions in its training split that each part holds: disjoint, and the same
+    for the same (dataset, ``val_fraction``, ``split_seed``).
     """
 
+    dataset: str
     train: DataLoader
     val: DataLoader
     test: DataLoader
@@ -159,6 +164,7 @@ def build_loaders(
         **common,
     )
     return Loaders(
+        dataset=opened.name,
         train=train,
         val=DataLoader(val_set, shuffle=False, **common),
         test=DataLoader(test_set, shuffle=False, **common),

@@ -26,7 +26,7 @@ def _open_cifar(req: DataRequest, name: str, cls: type[datasets.CIFAR10]) -> Ope
         raise load_failure(name, root / cls.base_folder, err, req.download) from err
     profile = profile_at(name, req.resolution)
     mean, std = STATS[name]
-    return OpenedData(profile, train, test, *small_image_transforms(profile.resolution, 32, 4, mean, std), mean, std)
+    return OpenedData(name, profile, train, test, *small_image_transforms(profile.resolution, 32, 4, mean, std), mean, std)
 
 
 @DATASETS.register("cifar10")

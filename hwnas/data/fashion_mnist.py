@@ -1,13 +1,21 @@
-"""``fashion-mnist``: 28x28 grey images of 10 kinds of clothing (Zalando, MIT licence).
+"""``fashion-mnist``: 28x28 grey images of 10 kinds of clothing (Zalando Research, MIT licence), and
+``fashion-mnist-subset``, a balanced subset of it that ships inside hwnas.
 
-Found in ``--data-root``, else in the default data root and then in Debian's package folder; each may hold
-torchvision's ``FashionMNIST/raw/`` layout or the gzipped idx files themselves (Debian's layout).
+``fashion-mnist`` is the full data set (60 000 training and 10 000 test images), found in ``--data-root``,
+else in the default data root and then in Debian's package folder; each may hold torchvision's
+``FashionMNIST/raw/`` layout or the gzipped idx files themselves (Debian's layout). Where none of them holds
+it and ``--download`` was not asked for, it is the embedded subset instead (and a notice says so): 1000
+training and 200 test images of every class, chosen as ``tools/make_fashion_mnist_subset.py`` records, so
+that a machine with no network and no data still runs everything. The data a run trained on is recorded
+as the dataset it came from, so a run on the subset is evaluated on the subset everywhere.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import math
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -17,8 +25,12 @@ from hwnas.data.base import DATASETS, HINT, DataRequest, OpenedData, collapse, d
     profile_at, small_image_transforms
 from hwnas.errors import DataError, require
 
+log = logging.getLogger(__name__)
+
 #: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped idx files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: The embedded subset: the four gzipped idx files, its licence and how it was made, as package data.
+SUBSET = Path(str(resources.files("hwnas.data") / "fashion_mnist_subset"))
 #: the training split's statistics
 MEAN, STD = (0.2860,), (0.3530,)
 
@@ -86,19 +98,17 @@ def _has_gzip_fashion(folder: Path) -> bool:
 
 @DATASETS.register("fashion-mnist")
 def fashion_mnist(req: DataRequest) -> OpenedData:
-    """Looks in ``root`` or, without one, in the default root and then the Debian folder; each folder may
-    hold torchvision's ``FashionMNIST/raw/`` layout or the gzipped idx files directly."""
+    """The full data set where it is found (or downloaded, with ``download``); else the embedded subset."""
     folders = [req.root] if req.root is not None else [default_data_root(), DEBIAN_FASHION_MNIST]
     found = next((f for f in folders if _has_torchvision_fashion(f) or _has_gzip_fashion(f)), None)
     if found is None and not req.download:
-        if req.root is None:
-            where = (
-                f"under {folders[0]} (expected FashionMNIST/raw/) nor in {DEBIAN_FASHION_MNIST} "
-                "(Debian package dataset-fashion-mnist)"
-            )
-        else:
-            where = f"under {req.root} (expected FashionMNIST/raw/ or the files {_FASHION_FILES[0]}.gz etc.)"
-        raise DataError(f"dataset 'fashion-mnist' not found {where}; {HINT}")
+        if req.root is not None:
+            raise DataError(f"dataset 'fashion-mnist' not found under {req.root} (expected FashionMNIST/raw/ or the "
+                            f"files {_FASHION_FILES[0]}.gz etc.); {HINT}")
+        log.info("Fashion-MNIST was found neither under %s nor in %s (Debian package dataset-fashion-mnist): using "
+                 "the embedded subset of 10 000 training and 2 000 test images (--download fetches the full set)",
+                 folders[0], DEBIAN_FASHION_MNIST)
+        return fashion_mnist_subset(req)
     folder = found if found is not None else folders[0]
     cls = datasets.FashionMNIST if found is None or _has_torchvision_fashion(folder) else _GzipFashionMNIST
     try:
@@ -106,5 +116,19 @@ def fashion_mnist(req: DataRequest) -> OpenedData:
         test = cls(str(folder), train=False)
     except (RuntimeError, OSError) as err:
         raise load_failure("fashion-mnist", folder, err, downloading=found is None) from err
+    return _opened("fashion-mnist", req, train, test)
+
+
+@DATASETS.register("fashion-mnist-subset")
+def fashion_mnist_subset(req: DataRequest) -> OpenedData:
+    """The balanced subset that ships with hwnas (see the module docstring); never downloaded."""
+    require(_has_gzip_fashion(SUBSET), f"the embedded Fashion-MNIST subset must be installed with hwnas, but "
+            f"{SUBSET} lacks its files; reinstall hwnas", DataError)
+    return _opened("fashion-mnist-subset", req, _GzipFashionMNIST(str(SUBSET), train=True),
+                   _GzipFashionMNIST(str(SUBSET), train=False))
+
+
+def _opened(name: str, req: DataRequest, train, test) -> OpenedData:
     profile = profile_at("fashion-mnist", req.resolution)
-    return OpenedData(profile, train, test, *small_image_transforms(profile.resolution, 28, 2, MEAN, STD), MEAN, STD)
+    return OpenedData(name, profile, train, test, *small_image_transforms(profile.resolution, 28, 2, MEAN, STD),
+                      MEAN, STD)

@@ -43,4 +43,4 @@ def imagenet(req: DataRequest) -> OpenedData:
     normalise = [T.ToTensor(), T.Normalize(MEAN, STD)]
     train_tf = T.Compose([T.RandomResizedCrop(r), T.RandomHorizontalFlip()] + normalise)
     eval_tf = T.Compose([T.Resize(round(r * 256 / 224)), T.CenterCrop(r)] + normalise)
-    return OpenedData(profile, train, test, train_tf, eval_tf, MEAN, STD)
+    return OpenedData("imagenet", profile, train, test, train_tf, eval_tf, MEAN, STD)

@@ -51,4 +51,4 @@ def synthetic(req: DataRequest) -> OpenedData:
     profile = profile_at(req.synthetic_like, req.resolution)
     train = _SyntheticImages(profile, req.synthetic_size, req.seed, split=0)
     test = _SyntheticImages(profile, max(1, req.synthetic_size // 5), req.seed, split=1)
-    return OpenedData(profile, train, test, None, None, (0.0,) * profile.channels, (1.0,) * profile.channels)
+    return OpenedData("synthetic", profile, train, test, None, None, (0.0,) * profile.channels, (1.0,) * profile.channels)

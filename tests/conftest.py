@@ -29,13 +29,15 @@ def one_thread():
 
 
 @pytest.fixture(autouse=True)
-def _restore_rng_state():
-    """Tests may seed freely; the global RNG state is restored afterwards."""
+def _restore_rng_state_and_threads():
+    """Tests may seed freely and commands choose their threads; both are restored afterwards."""
     torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    threads = torch.get_num_threads()
     yield
     torch.set_rng_state(torch_state)
     np.random.set_state(np_state)
     random.setstate(py_state)
+    torch.set_num_threads(threads)
 
 
 def _randomize_bn(net: torch.nn.Module) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""`hwnas demo` end to end on a tiny Fashion-MNIST written by the test."""
+"""`hwnas demo` end to end: on tiny Fashion-MNIST files written by the test, and on the subset embedded in
+hwnas with the Debian folder and the cache hidden, as on a fresh machine with no network."""
 
 import functools
 import json
@@ -9,42 +10,89 @@ from click.testing import CliRunner
 
 from hwnas import demo
 from hwnas.cli import cli
+from hwnas.data import fashion_mnist
+from hwnas.errors import ConfigError
 from hwnas.profiler.protocol import Protocol
 from hwnas.tables import LookupTable
 
+TINY = ["--space", "spos", "--width", "0.25", "--resolution", "8", "--device", "cpu", "--epochs", "1",
+        "--steps-per-epoch", "3", "--population", "4", "--generations", "2", "--threads", "1"]
 
-def test_demo_runs_the_whole_pipeline(tmp_path, write_fashion_mnist, monkeypatch):
-    data = write_fashion_mnist(tmp_path / "fashion", 160, 20)
-    out = tmp_path / "demo"
-    # the demo's own protocol is about a minute on a real space; the pipeline is what is tested here
-    quick = Protocol(warmup_s=0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0)
-    monkeypatch.setattr(demo, "DemoSettings", functools.partial(demo.DemoSettings, protocol=quick))
-    result = CliRunner().invoke(cli, ["demo", "-o", str(out), "--data-root", str(data), "--space", "spos",
-                                      "--width", "0.25", "--resolution", "8", "--device", "cpu", "--epochs", "1",
-                                      "--population", "4", "--generations", "2"])
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """The demo's own protocol takes about a minute on a real space; the pipeline is what is tested here."""
+    protocol = Protocol(warmup_s=0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0, calm_wait_s=0)
+    monkeypatch.setattr(demo, "DemoSettings", functools.partial(demo.DemoSettings, protocol=protocol))
+
+
+def check_outputs(out, result, dataset):
     assert result.exit_code == 0, result.output
     table = LookupTable.load(out / "spos-fashion-mnist-cpu.jsonl")
     assert table.space.profile.resolution == 8 and table.space.profile.channels == 1
-    config = json.loads((out / "supernet" / "config.json").read_text())
-    assert config["config"]["resolution"] == 8 and config["config"]["weight_sharing"] == "entangled"
+    config = json.loads((out / "supernet" / "config.json").read_text())["config"]
+    assert config["resolution"] == 8 and config["dataset"] == dataset and config["steps_per_epoch"] == 3
     sweep = sorted(p for p in (out / "search").iterdir() if p.is_dir())
     assert len(sweep) == 3
+    best = []
     for search in sweep:
         candidates = pd.read_csv(search / "candidates.csv")
-        best = json.loads((search / "best.json").read_text())
-        assert len(candidates) >= 4 and candidates["feasible"].all()
+        stored = json.loads((search / "best.json").read_text())
+        assert len(candidates) >= 8 and candidates["feasible"].all()
         target = json.loads((search / "config.json").read_text())["target_latency_ms"]
-        assert best["latency_ms"]["cpu"] <= target
+        assert stored["latency_ms"]["cpu"] <= target
+        best.append((target, stored["accuracy"]))
+    assert [acc for _, acc in sorted(best)] == sorted(acc for _, acc in best), "never worse as the target loosens"
     assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    assert f"data: {dataset}" in result.output and "hwnas plot " in result.output
+    assert "measured_ms" in result.output and "total" in result.output
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, write_fashion_mnist, quick):
+    data = write_fashion_mnist(tmp_path / "fashion", 160, 20)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "-o", str(out), "--data-root", str(data), *TINY])
+    check_outputs(out, result, "fashion-mnist")
     assert "hwnas train --space spos --dataset fashion-mnist --width 0.25 --resolution 8" in result.output
-    assert "total" in result.output
-    assert pytest.approx(table.header["protocol"]["min_block_s"]) == 0.001
+    table = LookupTable.load(out / "spos-fashion-mnist-cpu.jsonl")
+    assert table.header["protocol"] == Protocol(warmup_s=0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0,
+                                                calm_wait_s=0).to_dict()
 
 
-def test_demo_refuses_bad_settings_before_any_work(tmp_path, write_fashion_mnist):
-    data = write_fashion_mnist(tmp_path / "fashion", 20, 10)
-    result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--data-root", str(data),
-                                      "--epochs", "0"])
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["Error: epochs must be >= 1, but got epochs=0"]
-    assert not (tmp_path / "demo" / "supernet").exists()
+def test_demo_on_a_fresh_machine_uses_the_embedded_subset(tmp_path, monkeypatch, quick):
+    monkeypatch.setenv("HWNAS_DATA", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "-o", str(out), *TINY])
+    check_outputs(out, result, "fashion-mnist-subset")
+    assert "using the embedded subset of 10 000 training and 2 000 test images" in result.output
+    summary = json.loads(CliRunner().invoke(cli, ["demo", "-o", str(out), *TINY, "--format", "json"]).stdout)
+    assert summary["dataset"] == "fashion-mnist-subset" and len(summary["rows"]) == 3
+    assert all(0 < row["se"] < 5 for row in summary["rows"]), "about 1 000 validation images"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "epochs must be >= 1, but got epochs=0"),
+    (["--population", "0"], "population must be an integer >= 1, but got population=0"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--threads", "0"], "threads must be 'auto' or an integer >= 1, but got '0'"),
+    (["--data-root", "{tmp}/nowhere"], "dataset 'fashion-mnist' not found under"),
+])
+def test_demo_refuses_bad_settings_before_any_work(tmp_path, args, message):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "-o", str(out), *[a.format(tmp=tmp_path) for a in args]])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert not (out / "supernet").exists() and not list(out.glob("*.jsonl"))
+
+
+def test_demo_refuses_an_output_that_is_a_file(tmp_path):
+    (tmp_path / "demo").write_text("not a directory")
+    result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo")])
+    assert result.exit_code == 2 and result.output.strip().endswith("demo' is a file.")
+    with pytest.raises(ConfigError, match="the demo's output must be a directory, but .* is a file"):
+        demo.run_demo(tmp_path / "demo", demo.DemoSettings())
+    assert (tmp_path / "demo").read_text() == "not a directory"

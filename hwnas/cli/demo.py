@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hwnas.cli.options import default_of, format_option
+from hwnas.cli.options import default_of, format_option, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.demo import DemoSettings
@@ -30,44 +30,62 @@ def register(cli: click.Group) -> None:
               help="Input size: Fashion-MNIST's 28x28 images are resized to it.")
 @click.option("--device", default=_default("device"), show_default=True, help="Device the table is measured on.")
 @click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Supernet training epochs.")
+@click.option("--steps-per-epoch", type=int, default=_default("steps_per_epoch"), show_default=True,
+              help="Training steps per epoch (the same on the full data set and on the embedded subset).")
 @click.option("--generations", type=int, default=_default("generations"), show_default=True,
               help="Evolution generations per target.")
 @click.option("--population", type=int, default=_default("population"), show_default=True,
               help="Evolution population.")
-@click.option("--data-root", default=None, help="Where Fashion-MNIST is (default: the cache, then Debian's package).")
-@click.option("--download", is_flag=True, help="Download Fashion-MNIST even if it is found nowhere (it is "
-                                               "downloaded anyway, with a message, when missing).")
+@click.option("--data-root", default=None,
+              help="Where Fashion-MNIST is [default: the cache, then Debian's package, else the subset embedded in "
+                   "hwnas].")
+@click.option("--download", is_flag=True, help="Download the full Fashion-MNIST when it is found nowhere (without it, "
+                                               "the embedded subset is used).")
+@threads_option
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @format_option
-def demo(output, space, width, resolution, device, epochs, generations, population, data_root, download, seed,
-         fmt) -> None:
-    """The whole pipeline in minutes on a CPU: profile a lookup table, train a supernet on Fashion-MNIST,
-    run evolution at three latency targets, draw the Pareto chart and summarise."""
+def demo(output, space, width, resolution, device, epochs, steps_per_epoch, generations, population, data_root,
+         download, threads, seed, fmt) -> None:
+    """The whole pipeline in minutes on a CPU with no network: profile a lookup table, train a supernet on
+    Fashion-MNIST (the subset embedded in hwnas where the full set is not found), run evolution at three
+    latency targets, measure the results on the device, draw the Pareto chart and summarise.
+
+    Everything is checked before the first step's work.
+    """
     from hwnas import demo as library
 
     settings = library.DemoSettings(space=space, width=width, resolution=resolution, device=device, epochs=epochs,
-                            generations=generations,
-                            population=population, data_root=data_root, download=download, seed=seed)
+                                    steps_per_epoch=steps_per_epoch, generations=generations, population=population,
+                                    data_root=data_root, download=download, threads=threads, seed=seed)
     start = time.perf_counter()
     with ProgressDisplay() as progress:
         result = library.run_demo(output, settings, on_progress=progress)
     total = time.perf_counter() - start
     if fmt != "table":
-        extra = {"seconds": {**result.seconds, "total": total}, "table": str(result.table),
-                 "run": str(result.run_dir), "search": str(result.search_dir), "chart": str(result.chart)}
+        extra = {"dataset": result.dataset, "seconds": {**result.seconds, "total": total}, "table": str(result.table),
+                 "run": str(result.run_dir), "search": str(result.search_dir), "chart": str(result.chart),
+                 "notes": result.notes}
         click.echo(render(result.rows, fmt, extra=extra if fmt == "json" else None))
         return
     click.echo("")
     click.echo(render(result.rows, "table"))
+    click.echo("(best_accuracy and se: % on the validation images; lead: over the runner-up; predicted_ms: the "
+               "table; measured_ms: the whole network on the device)")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     click.echo("")
-    click.echo(f"time: profile {result.seconds['profile']:.0f} s, training {result.seconds['train']:.0f} s, "
-               f"search {result.seconds['search']:.0f} s, total {total:.0f} s")
+    steps = ", ".join(f"{name} {s:.0f} s" for name, s in result.seconds.items())
+    click.echo(f"data: {result.dataset}\ntime: {steps}, total {total:.0f} s")
     click.echo(f"table  {result.table}\nrun    {result.run_dir}\nsearch {result.search_dir}\nchart  {result.chart}")
     click.echo("the same by hand:\n"
                f"  hwnas profile --space {space} --input fashion-mnist --width {width} --resolution {resolution} "
-               f"--device {device} -o {result.table}\n"
-               f"  hwnas train --space {space} --dataset fashion-mnist --width {width} --resolution {resolution} "
-               f"--strategy uniform --epochs {epochs} -o {result.run_dir}\n"
+               f"--device {device} --rounds 5 --min-block-ms 10 --warmup-ms 50 --calm-wait-s 5 --calm-budget-s 20 "
+               f"-o {result.table}\n"
+               f"  hwnas train --space {space} --dataset {result.dataset} --width {width} --resolution {resolution} "
+               f"--strategy uniform --epochs {epochs} --steps-per-epoch {steps_per_epoch} --eval-paths 2 "
+               f"--bn-batches 4 -o {result.run_dir}\n"
                f"  hwnas search --strategy evolution --space {space} --table {result.table} --target-latency "
-               f"{','.join(f'{t:g}ms' for t in result.targets_ms)} --supernet {result.run_dir} -o {result.search_dir}\n"
+               f"{','.join(f'{t:g}ms' for t in result.targets_ms)} --supernet {result.run_dir} --population "
+               f"{population} --generations {generations} --parents 4 --bn-batches 4 --val-batches 8 "
+               f"-o {result.search_dir}\n"
                f"  hwnas plot {result.search_dir} -o {result.chart}")

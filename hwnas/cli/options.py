@@ -15,6 +15,29 @@ format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), defa
                              help="Output format.")
 
 
+class Threads(click.ParamType):
+    """``auto`` (as many threads as there are idle cores when the command starts) or a number >= 1."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or value == "auto":
+            return None
+        try:
+            threads = int(value)
+        except (TypeError, ValueError):
+            threads = 0
+        if threads < 1:
+            self.fail(f"threads must be 'auto' or an integer >= 1, but got {value!r}", param, ctx)
+        return threads
+
+
+threads_option = click.option(
+    "--threads", type=Threads(), default="auto", show_default=True,
+    help="PyTorch CPU threads: auto uses as many as there are idle cores when the command starts (a core busy "
+         "with other work would otherwise slow every step several times over).")
+
+
 def default_of(cls: type, name: str) -> Any:
     """The default of field ``name`` of dataclass ``cls``."""
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
@@ -49,4 +72,5 @@ def data_options() -> list[Callable]:
                      help="Data-loading processes."),
         click.option("--device", type=click.Choice(DEVICES), default=default_of(RunConfig, "device"),
                      show_default=True, help="Torch device to run on."),
+        threads_option,
     ]

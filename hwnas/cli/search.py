@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hwnas.cli.options import default_of, format_option
+from hwnas.cli.options import default_of, format_option, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
@@ -55,7 +55,7 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--batch-size", type=int, default=None, help="Batch size of recalibration and validation.")
 @click.option("--eval-device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where candidates are evaluated (default: cuda when available).")
-@click.option("--threads", type=int, default=None, help="PyTorch CPU threads for evaluation (default: PyTorch's).")
+@threads_option
 @click.option("--samples", type=int, default=None, help=f"random: feasible architectures evaluated (default {default_of(RandomSearch, 'samples')}).")
 @click.option("--population", type=int, default=None, help=f"evolution: architectures per generation (default {default_of(Evolution, 'population')}).")
 @click.option("--generations", type=int, default=None,
@@ -102,16 +102,12 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     from hwnas.errors import ConfigError
     from hwnas.search import (Constraint, check_table, make_strategy, parse_count, parse_latencies, run_search,
                               run_sweep)
+    from hwnas.search.summary import noise_note, summary_row
+    from hwnas.threads import configure
     from hwnas.tables import LookupTable
     from hwnas.training import open_evaluator
 
     targets = parse_latencies(target)
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be >= 1, but got threads={threads}")
-        import torch
-
-        torch.set_num_threads(threads)
     bounds = {"max_macs": parse_count(max_macs, "MACs") if max_macs is not None else None,
               "max_params": parse_count(max_params, "params") if max_params is not None else None}
     settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
@@ -132,6 +128,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     if strategy.needs_evaluator and run_dir is None:
         raise ConfigError(f"strategy {strategy_name!r} ranks architectures by their accuracy with supernet weights "
                           f"and needs --supernet RUN_DIR")
+    configure(threads)
     evaluator, training = None, None
     if strategy_name == "differentiable":
         training = _differentiable_training(space, run_dir, dataset, data_root, download, eval_device)
@@ -150,16 +147,13 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
         return  # under torchrun, rank 0 reports
     rows = []
     for ms, result in zip(targets, results):
-        best = result.best
-        row = {"target_ms": ms, "directory": str(result.path), "candidates": len(result.candidates),
-               "evaluated_now": result.evaluations}
-        if best is not None:
-            row.update({"best_accuracy": round(best.accuracy, 3),
-                        **{f"latency_ms[{label}]": round(v, 4) for label, v in zip(result.labels, best.latency_ms)},
-                        "macs": best.macs, "params": best.params, "arch": str(best.arch)})
+        row = {**summary_row(result), "directory": str(result.path)}
         rows.append(row)
         for note in result.notes:
             click.echo(f"note ({ms:g} ms): {note}", err=True)
+        noise = noise_note(row, (result.config.get("evaluator") or {}).get("val_samples"))
+        if noise:
+            click.echo(f"note ({ms:g} ms): {noise}", err=True)
     click.echo(render(rows, fmt))
 
 

@@ -31,23 +31,30 @@ def _default(name: str) -> Any:
 
 
 def _training_options() -> list:
-    """The options `train` and `retrain` share; defaults are RunConfig's."""
+    """The options `train` and `retrain` share; defaults are RunConfig's, choices the registries'."""
+    from hwnas.data import DATASETS
+    from hwnas.space import SPACES
+    from hwnas.training.optim import OPTIMIZERS, SCHEDULERS
+
     return [
-        click.option("--space", required=True, help="Search space: fbnet, proxylessnas, spos, single_path_nas."),
+        click.option("--space", required=True, help=f"Search space: {', '.join(SPACES)}."),
         click.option("--dataset", required=True,
-                     help="Dataset: cifar10, cifar100, fashion-mnist, imagenet, synthetic."),
+                     help=f"Dataset: {', '.join(DATASETS)} (fashion-mnist is the embedded fashion-mnist-subset "
+                          f"where the full set is not found and --download is not given)."),
         click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), metavar="RUN_DIR",
                      help="Run directory (created, or resumed if it holds this run)."),
         click.option("--epochs", type=int, default=_default("epochs"), show_default=True),
+        click.option("--steps-per-epoch", type=int, default=_default("steps_per_epoch"), show_default=True,
+                     help="Training steps per epoch (0: one pass over the training split)."),
         click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True,
                      help="Per process."),
-        click.option("--optimizer", default=_default("optimizer"), show_default=True, help="sgd, rmsprop or adam."),
+        click.option("--optimizer", default=_default("optimizer"), show_default=True, help=f"One of {', '.join(OPTIMIZERS)}."),
         click.option("--lr", type=float, default=_default("lr"), show_default=True, help="Initial learning rate."),
         click.option("--momentum", type=float, default=_default("momentum"), show_default=True,
                      help="sgd and rmsprop momentum."),
         click.option("--weight-decay", type=float, default=_default("weight_decay"), show_default=True),
         click.option("--scheduler", default=_default("scheduler"), show_default=True,
-                     help="Learning-rate schedule, stepped every training step: cosine or step."),
+                     help=f"Learning-rate schedule, stepped every training step: {', '.join(SCHEDULERS)}."),
         click.option("--step-size", type=int, default=None,
                      help="step schedule: epochs between decays [default: a third of --epochs]."),
         click.option("--gamma", type=float, default=_default("gamma"), show_default=True,
@@ -71,9 +78,12 @@ def _training_options() -> list:
 
 
 def _run(settings: dict[str, Any], *, run_dir: str, progress: bool, fmt: str) -> None:
+    from hwnas.threads import configure
     from hwnas.training import train
 
+    threads = settings.pop("threads")
     config = RunConfig(**settings)
+    configure(threads)
     with ProgressDisplay(enabled=progress) as display:
         result = train(config, run_dir, on_progress=display,
                        on_epoch=lambda stats: click.echo(stats.summary(config.epochs), err=fmt != "table"))
@@ -155,12 +165,14 @@ def _parse_arch(space, text: str):
 @options(*data_options())
 @format_option
 def eval_command(run_dir: str, arch_texts: tuple[str, ...], samples: int, seed: int, bn_batches: int | None,
-                 data_root: str | None, download: bool, workers: int, device: str, fmt: str) -> None:
+                 data_root: str | None, download: bool, workers: int, device: str, threads: int | None,
+                 fmt: str) -> None:
     """Validation accuracy (%) of subnets of a trained supernet, with inherited weights.
 
     Each architecture is measured twice: with the BN statistics the supernet accumulated, and after
     recalibrating them on training batches. Validation is the run's held-out part of the training split.
     """
+    from hwnas.threads import configure
     from hwnas.training import open_evaluator
 
     if not arch_texts and samples < 1:
@@ -169,6 +181,7 @@ def eval_command(run_dir: str, arch_texts: tuple[str, ...], samples: int, seed: 
         raise ConfigError(f"BN recalibration needs >= 1 batch, but got bn_batches={bn_batches}")
     if not os.path.isdir(run_dir):
         raise ConfigError(f"RUN_DIR must be a run directory, but {run_dir} does not exist")
+    configure(threads)
     evaluator = open_evaluator(run_dir, bn_batches=bn_batches, device=device, data_root=data_root,
                                download=download, workers=workers)
     space = evaluator.space

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from hwnas.threads import usable_cores
+
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -83,11 +85,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity and container limits included where the OS says)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def fingerprint_mismatches(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:

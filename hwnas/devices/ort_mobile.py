@@ -19,11 +19,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from hwnas.devices import fingerprint
 from hwnas.devices.base import Device, Example, HostCallRunner
 from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError, require
 from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.threads import usable_cores
 
 PROVIDER = "CPUExecutionProvider"
 EXPORTERS = ("torchscript", "dynamo")
@@ -223,7 +223,7 @@ class OrtCpuDevice(OrtMobileDevice):
 
     @classmethod
     def default_threads(cls) -> int:
-        return fingerprint.usable_cores()
+        return usable_cores()
 
 
 def _feed(args: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:

@@ -30,6 +30,14 @@ from hwnas.tables import LookupTable
 SAMPLE_BATCH = 1024
 
 
+def ranked(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """The feasible ``candidates``, most accurate first; ties go to the faster (on the constraining table),
+    then to the one evaluated earlier."""
+    order = sorted(((i, c) for i, c in enumerate(candidates) if c.feasible),
+                   key=lambda ic: (-ic[1].accuracy, ic[1].latency_ms[0], ic[0]))
+    return [c for _, c in order]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One evaluated architecture.
@@ -95,9 +103,7 @@ class SearchContext:
 
     def top(self, k: int) -> list[Candidate]:
         """The ``k`` feasible candidates of highest accuracy (same tie-breaking as `best`)."""
-        ranked = sorted(((i, c) for i, c in enumerate(self.candidates) if c.feasible),
-                        key=lambda ic: (-ic[1].accuracy, ic[1].latency_ms[0], ic[0]))
-        return [c for _, c in ranked[:k]]
+        return ranked(self.candidates)[:k]
 
     # ----- drawing --------------------------------------------------------------------------------------
     def sample_feasible(self, n: int, *, patience: int, exclude: Iterable[str] = ()) -> list[Architecture]:

@@ -22,11 +22,12 @@ import torch
 from hwnas.errors import ConfigError
 from hwnas.search.base import SearchContext, SearchStrategy, check_ints, register_strategy
 from hwnas.search.constraints import format_ms
+from hwnas.search.results import TRAINING_RUN
 from hwnas.training import RunConfig, open_evaluator, train
 from hwnas.training.differentiable import ArchitectureSettings, target_settings
 
 #: the sub-directory of a search directory that holds the differentiable search's training run
-RUN_DIR = "supernet"
+RUN_DIR = TRAINING_RUN
 
 
 @register_strategy("differentiable")

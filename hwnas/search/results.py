@@ -11,7 +11,8 @@
 - ``best.json``: the most accurate feasible candidate, with its space, so `hwnas export` can rebuild it;
 - ``references.csv``: the reference architectures of the space (see `hwnas.search.runner`);
 - ``state.json``: the evaluated (architecture, accuracy) pairs in order, rewritten after every
-  generation (never pickled), with ``done`` once the search finished.
+  generation (never pickled), with ``done`` once the search finished;
+- ``supernet/``: the training run of a strategy that trains one (differentiable search), resumed with it.
 
 A sweep over several targets writes one such directory per target, ``SEARCH_DIR/target_3ms`` and so on,
 listed in ``SEARCH_DIR/sweep.json``.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,8 @@ from hwnas.errors import CheckpointError
 from hwnas.files import write_atomic
 from hwnas.tables import LookupTable
 
-CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP = (
-    "config.json", "candidates.csv", "best.json", "state.json", "references.csv", "sweep.json")
+CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP, TRAINING_RUN = (
+    "config.json", "candidates.csv", "best.json", "state.json", "references.csv", "sweep.json", "supernet")
 KIND, SWEEP_KIND, STATE_KIND = "hwnas-search", "hwnas-search-sweep", "hwnas-search-state"
 VERSION = 1
 #: config keys that may differ between a search and its resumption
@@ -149,6 +151,7 @@ class SearchWriter:
         else:
             for name in (CANDIDATES, BEST, STATE, REFERENCES):
                 (self.path / name).unlink(missing_ok=True)
+            shutil.rmtree(self.path / TRAINING_RUN, ignore_errors=True)
         write_json(config_path, config)
         return saved
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.progress import ProgressCallback
-from hwnas.search.base import Candidate, SearchContext, SearchStrategy
+from hwnas.search.base import Candidate, SearchContext, SearchStrategy, ranked
 from hwnas.search.constraints import Constraint, check_table, format_ms
 from hwnas.search.results import SearchWriter, latency_column, search_config, table_labels, write_sweep
 from hwnas.space import REFERENCES, SearchSpace, arch_cost
@@ -105,14 +105,19 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
               tables: Sequence[LookupTable], output: str | Path | None = None, force: bool = False,
               **kwargs: Any) -> list[SearchResult]:
     """One search per target, sharing the evaluator (and its cache); with ``output``, one sub-directory
-    per target (`sweep_name`) listed in ``output/sweep.json``. Every target is checked before any runs."""
+    per target (`sweep_name`) listed in ``output/sweep.json``. Every target is checked before any runs.
+
+    Each target's search is its own (its seed, its state, its resumption), and then every candidate the
+    sweep evaluated is considered for every target it satisfies (`share_candidates`): the best accuracy
+    of a sweep never falls as the target loosens."""
     if not targets_ms:
         raise ConfigError("a sweep needs at least one target latency, but got none")
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
-    for target in targets_ms:
-        Constraint(tables[0], target, max_macs=kwargs.get("max_macs"), max_params=kwargs.get("max_params"),
-                   space=space).check_reachable()
+    constraints = [Constraint(tables[0], target, max_macs=kwargs.get("max_macs"), max_params=kwargs.get("max_params"),
+                              space=space) for target in targets_ms]
+    for constraint in constraints:
+        constraint.check_reachable()
     names = [sweep_name(t) for t in targets_ms]
     if output is not None:
         write_sweep(Path(output), targets_ms, names, force)
@@ -120,7 +125,40 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
     for target, name in zip(targets_ms, names):
         results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
                                   output=Path(output) / name if output is not None else None, **kwargs))
+    share_candidates(results, constraints)
     return results
+
+
+def share_candidates(results: Sequence[SearchResult], constraints: Sequence[Constraint]) -> None:
+    """Add to each result of a sweep the candidates other targets evaluated that satisfy its constraint
+    (origin ``shared from target_...``), choose its best again, and rewrite its search directory.
+
+    The searches of a sweep are separate runs of a strategy, each seeing a few hundred architectures, so
+    without this a looser target's best could be worse than a tighter one's, only because its search
+    happened not to draw that architecture. Every result here has the same tables, so a shared candidate
+    keeps its latencies, MACs and parameters; only its constraint values are those of the target.
+    """
+    for result, constraint in zip(results, constraints):
+        seen = {str(c.arch) for c in result.candidates}
+        shared = []
+        for other in results:
+            if other is result:
+                continue
+            source = other.path.name if other.path is not None else sweep_name(other.config["target_latency_ms"])
+            for candidate in other.candidates:
+                if str(candidate.arch) in seen or candidate.origin.startswith("shared"):
+                    continue
+                values = tuple(float(v) for v in constraint.values(candidate.arch))
+                if all(v <= 0 for v in values):
+                    shared.append(replace(candidate, values=values, origin=f"shared from {source}"))
+                    seen.add(str(candidate.arch))
+        if not shared:
+            continue
+        result.candidates.extend(shared)
+        result.best = next(iter(ranked(result.candidates)), None)
+        if result.path is not None and int(os.environ.get("RANK", "0")) == 0:
+            SearchWriter(result.path).finish(result.candidates, result.best, result.labels, result.config,
+                                             result.references, max(c.generation for c in result.candidates))
 
 
 def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[str]) -> list[dict]:

@@ -93,6 +93,9 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: Progres
     run_dir = Path(run_dir)
     with process_group(config.device) as ranks:
         loaders = build_loaders(config.dataset, distributed=ranks.world_size > 1, **config.loader_options())
+        # the run records the data it really trains on (a data set may fall back to another, as fashion-mnist
+        # to its embedded subset) and the architecture it retrains, so that it is evaluated on the same
+        config = replace(config, dataset=loaders.dataset)
         space, arch = build_space(config, loaders.profile)
         if arch is not None:
             config = replace(config, arch=str(arch))

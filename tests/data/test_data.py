@@ -163,14 +163,53 @@ def test_fashion_mnist_prefers_the_default_root_in_torchvision_layout(debian_fas
     assert type(loaders.test.dataset.base) is datasets.FashionMNIST
 
 
-def test_missing_fashion_mnist_names_both_places_and_the_flag(tmp_path, monkeypatch):
+def test_missing_fashion_mnist_falls_back_to_the_embedded_subset_and_says_so(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HWNAS_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    with caplog.at_level("INFO", logger="hwnas"):
+        loaders = build_loaders("fashion-mnist", batch_size=4)
+    [notice] = [r.getMessage() for r in caplog.records]
+    assert str(tmp_path / "cache") in notice and str(tmp_path / "nowhere") in notice
+    assert "using the embedded subset of 10 000 training and 2 000 test images" in notice and "--download" in notice
+    assert loaders.dataset == "fashion-mnist-subset" and loaders.profile == PROFILES.get("fashion-mnist")
+    subset = build_loaders("fashion-mnist-subset", batch_size=4)
+    assert subset.val_indices == loaders.val_indices, "the same data, the same split"
+
+
+def test_the_embedded_subset_is_balanced_real_fashion_mnist():
+    import json
+
+    loaders = build_loaders("fashion-mnist-subset", batch_size=500, val_fraction=0.1)
+    train = loaders.train.dataset.base
+    assert len(train) == 10000 and len(loaders.test.dataset) == 2000
+    assert torch.bincount(train.targets, minlength=10).tolist() == [1000] * 10
+    assert torch.bincount(loaders.test.dataset.base.targets, minlength=10).tolist() == [200] * 10
+    record = json.loads((fashion_mnist.SUBSET / "subset.json").read_text())
+    assert len(record["indices"]["train"]) == 10000 and len(record["indices"]["test"]) == 2000
+    assert "Copyright © 2017 Zalando SE" in (fashion_mnist.SUBSET / "LICENSE").read_text()
+    assert sum(p.stat().st_size for p in fashion_mnist.SUBSET.iterdir()) < 6e6
+    x, _ = next(iter(loaders.test))
+    assert abs(float(x.mean())) < 0.2 and 0.8 < float(x.std()) < 1.2, "Fashion-MNIST's statistics normalise it"
+
+
+@pytest.mark.skipif(not fashion_mnist.DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_the_embedded_subset_is_the_official_images_its_record_names():
+    import json
+
+    record = json.loads((fashion_mnist.SUBSET / "subset.json").read_text())
+    full = build_loaders("fashion-mnist", fashion_mnist.DEBIAN_FASHION_MNIST, batch_size=4)
+    subset = build_loaders("fashion-mnist-subset", batch_size=4)
+    for split, mine, theirs in (("train", subset.train.dataset.base, full.train.dataset.base),
+                                ("test", subset.test.dataset.base, full.test.dataset.base)):
+        chosen = torch.tensor(record["indices"][split])
+        assert torch.equal(mine.data, theirs.data[chosen]) and torch.equal(mine.targets, theirs.targets[chosen])
+
+
+def test_an_explicit_data_root_that_lacks_fashion_mnist_is_an_error(tmp_path):
     with pytest.raises(DataError) as err:
-        build_loaders("fashion-mnist", batch_size=4)
+        build_loaders("fashion-mnist", tmp_path / "nowhere", batch_size=4)
     message = str(err.value)
-    assert str(tmp_path / "cache") in message and str(tmp_path / "nowhere") in message
-    assert "FashionMNIST/raw/" in message and "--download" in message
+    assert str(tmp_path / "nowhere") in message and "FashionMNIST/raw/" in message and "--download" in message
 
 
 def test_malformed_idx_file_is_a_data_error(debian_fashion):
@@ -283,7 +322,7 @@ def test_bad_arguments_are_config_errors(kwargs, needle):
 
 
 def test_unknown_dataset_lists_known_ones():
-    known = "known datasets: cifar10, cifar100, fashion-mnist, imagenet, synthetic"
+    known = "known datasets: cifar10, cifar100, fashion-mnist, fashion-mnist-subset, imagenet, synthetic"
     with pytest.raises(UnknownNameError, match=known):
         build_loaders("mnist", batch_size=4)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hwnas.errors import CheckpointError, ConfigError
-from hwnas.search import RandomSearch, expand_search_dirs, load_search, run_search, run_sweep
+from hwnas.search import Evolution, RandomSearch, expand_search_dirs, load_search, run_search, run_sweep
 from hwnas.testing import SyntheticEvaluator, synthetic_table
 from hwnas.space import REFERENCES
 from hwnas.space import get_space
@@ -131,3 +131,25 @@ def test_references_in_the_space_are_evaluated_others_placed_by_latency(tmp_path
         row = refs.loc[name]
         assert not row["in_space"] and math.isnan(row["accuracy"]) and row["latency_ms[cpu]"] > 0
     assert len(result.candidates) == 5  # references are kept apart from the candidates
+
+
+def test_a_sweep_shares_its_candidates_so_the_best_never_falls_as_the_target_loosens(space, table, median_ms,
+                                                                                       tmp_path):
+    targets = [0.95 * median_ms, median_ms, 1.05 * median_ms]
+    results = run_sweep(Evolution(population=6, generations=2, parents=2), targets_ms=targets, space=space,
+                        tables=[table], evaluator=SyntheticEvaluator(space), output=tmp_path, references=False)
+    best = [r.best.accuracy for r in results]
+    assert best == sorted(best), "a looser target is never worse than a tighter one"
+    own = {str(c.arch): c for r in results for c in r.candidates if not c.origin.startswith("shared")}
+    assert any(r.best.origin.startswith("shared from target_") for r in results), "sharing decided a best here"
+    for target, result in zip(targets, results):
+        frame = pd.read_csv(result.path / "candidates.csv")
+        satisfying = {arch for arch, c in own.items() if c.latency_ms[0] <= target}
+        assert set(frame["arch"]) == satisfying, "every candidate that satisfies the target, and only those"
+        assert frame["feasible"].all() and len(frame) == len(set(frame["arch"]))
+        stored = json.loads((result.path / "best.json").read_text())
+        assert stored["accuracy"] == frame["accuracy"].max() == max(own[a].accuracy for a in satisfying)
+    again = run_sweep(Evolution(population=6, generations=2, parents=2), targets_ms=targets, space=space,
+                      tables=[table], evaluator=SyntheticEvaluator(space), output=tmp_path, references=False)
+    assert [r.best.arch for r in again] == [r.best.arch for r in results], "a finished sweep resumes to itself"
+    assert [len(r.candidates) for r in again] == [len(r.candidates) for r in results]

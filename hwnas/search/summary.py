@@ -1,0 +1,50 @@
+"""What a search found, in one row per target, and how far its accuracies can be told apart.
+
+An accuracy measured on n validation images has a binomial standard error of sqrt(p (1 - p) / n); two
+candidates whose accuracies differ by less than about twice that are not told apart by the evaluation, and
+the summary says so rather than letting the ranking look meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hwnas.search.base import ranked
+from hwnas.search.results import latency_column
+from hwnas.search.runner import SearchResult
+
+
+def standard_error(accuracy_pct: float, samples: int | None) -> float | None:
+    """The standard error (percentage points) of an accuracy measured on ``samples`` images."""
+    if not samples:
+        return None
+    p = min(max(accuracy_pct / 100, 0.0), 1.0)
+    return 100 * math.sqrt(p * (1 - p) / samples)
+
+
+def summary_row(result: SearchResult) -> dict[str, Any]:
+    """Target, counts, the best candidate with its standard error and its lead over the runner-up, its
+    latency on every table, MACs, params and architecture."""
+    top = ranked(result.candidates)[:2]
+    samples = (result.config.get("evaluator") or {}).get("val_samples")
+    row: dict[str, Any] = {"target_ms": result.config["target_latency_ms"], "candidates": len(result.candidates),
+                           "feasible": len(result.feasible), "evaluated_now": result.evaluations}
+    if not top:
+        return row
+    best = top[0]
+    se = standard_error(best.accuracy, samples)
+    row.update({"best_accuracy": round(best.accuracy, 2), "se": None if se is None else round(se, 2),
+                "lead": round(best.accuracy - top[1].accuracy, 2) if len(top) > 1 else None,
+                **{latency_column(label): round(ms, 4) for label, ms in zip(result.labels, best.latency_ms)},
+                "macs": best.macs, "params": best.params, "arch": str(best.arch)})
+    return row
+
+
+def noise_note(row: dict[str, Any], samples: int | None) -> str | None:
+    """A sentence when the best and the runner-up of ``row`` lie within two standard errors of each other."""
+    if row.get("se") is None or row.get("lead") is None or row["lead"] >= 2 * row["se"]:
+        return None
+    return (f"the best and the runner-up differ by {row['lead']:.2f} points, less than twice the standard error of "
+            f"the evaluation ({row['se']:.2f} points over {samples} validation images): they cannot be told "
+            f"apart; more validation images (the full data set, a larger --val-fraction) would")

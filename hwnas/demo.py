@@ -169,8 +169,8 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
     chart = out / "pareto.png"
     log.info("[4/4] measuring each target's best architecture on %s and plotting -> %s", settings.device, chart)
     start = time.perf_counter()
-    bests = [r.best.arch for r in results if r.best is not None]
-    measured = iter(measure_archs(table, plan.device, bests, settings.protocol, on_progress=on_progress))
+    bests = list(dict.fromkeys(r.best.arch for r in results if r.best is not None))  # targets may share a best
+    measured = dict(zip(bests, measure_archs(table, plan.device, bests, settings.protocol, on_progress=on_progress)))
     draw_chart(chart_data([load_search(r.path) for r in results]), chart)
     seconds["measure+plot"] = time.perf_counter() - start
     rows, notes = [], []
@@ -179,7 +179,7 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
         row = summary_row(result)
         label = result.labels[0]
         row["predicted_ms"] = row.pop(f"latency_ms[{label}]", None)
-        row["measured_ms"] = round(float(next(measured)), 4) if result.best is not None else None
+        row["measured_ms"] = round(float(measured[result.best.arch]), 4) if result.best is not None else None
         rows.append({k: row.get(k) for k in ("target_ms", "candidates", "best_accuracy", "se", "lead",
                                              "predicted_ms", "measured_ms", "macs", "arch")})
         if row.get("lead") is not None and row.get("se") is not None and row["lead"] < 2 * row["se"]:

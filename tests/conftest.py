@@ -131,3 +131,23 @@ def _write_cifar(root, name: str, monkeypatch, *, train_size: int = 20, test_ids
 def write_cifar(monkeypatch):
     """``write_cifar(root, name, train_size=20, test_ids=range(200, 205))`` writes a tiny CIFAR-10/100 tree."""
     return lambda root, name, **options: _write_cifar(root, name, monkeypatch, **options)
+
+
+def _write_image_folder(root, *, train: int = 5, val: int = 2, size=(48, 40)):
+    """An ImageFolder tree under ``root``: ``train/`` and ``val/`` with classes ``cat`` and ``dog`` of small
+    flat-coloured images (``train`` and ``val`` images of each class)."""
+    from PIL import Image
+
+    for split, count in (("train", train), ("val", val)):
+        for label, cls in enumerate(("cat", "dog")):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", size, (10 * i + label, 0, 255)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def write_image_folder():
+    """``write_image_folder(root, train=5, val=2, size=(48, 40))`` writes a tiny ImageNet-style tree."""
+    return _write_image_folder

@@ -15,6 +15,6 @@ each module's docstring states the contract it checks. The project's tests run t
 entry; code that registers a new one runs them the same way. Nothing here needs pytest.
 """
 
-from hwnas.testing.standins import SyntheticEvaluator, synthetic_table, tiny_supernet_run
+from hwnas.testing.standins import SequenceRunner, SyntheticEvaluator, synthetic_table, tiny_supernet_run
 
-__all__ = ["SyntheticEvaluator", "synthetic_table", "tiny_supernet_run"]
+__all__ = ["SequenceRunner", "SyntheticEvaluator", "synthetic_table", "tiny_supernet_run"]

@@ -10,7 +10,7 @@ import math
 import zlib
 from pathlib import Path
 
-from hwnas.profiler.protocol import Protocol
+from hwnas.profiler.protocol import Protocol, Runner
 from hwnas.space import Architecture, SearchSpace, arch_cost, block_cost
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable, Record, TableWriter, make_header
@@ -76,3 +76,19 @@ def tiny_supernet_run(run_dir: str | Path, *, space: str = "spos", width: float 
                        synthetic_size=synthetic_size, eval_paths=0, bn_batches=2, seed=seed)
     train(config, run_dir)
     return Path(run_dir)
+
+
+class SequenceRunner(Runner):
+    """A `hwnas.profiler.protocol.Runner` whose timed blocks take the scripted milliseconds per call, one value
+    per block, in turn; ``numbers`` logs the calls asked for in each block. Protocol code tested on it needs no
+    clock and no device."""
+
+    def __init__(self, ms):
+        self.ms, self.numbers = iter(ms), []
+
+    def time_block(self, number: int) -> float:
+        self.numbers.append(number)
+        return next(self.ms) / 1e3
+
+    def close(self) -> None:
+        pass

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.utils.data.distributed import DistributedSampler
 from torchvision import datasets
 
@@ -234,15 +233,8 @@ def test_real_debian_fashion_mnist(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def image_tree(tmp_path):
-    root = tmp_path / "imagenet"
-    for split, count in (("train", 5), ("val", 2)):
-        for label, cls in enumerate(("cat", "dog")):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.new("RGB", (48, 40), (10 * i + label, 0, 255)).save(folder / f"{i}.png")
-    return root
+def image_tree(tmp_path, write_image_folder):
+    return write_image_folder(tmp_path / "imagenet")
 
 
 def test_image_folder_loaders(image_tree):

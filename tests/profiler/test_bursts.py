@@ -6,20 +6,7 @@ import pytest
 
 from hwnas.profiler import protocol as protocol_module
 from hwnas.profiler.protocol import CalmWatch, Measurement, Protocol, Runner, measure_batch
-
-
-class SequenceRunner(Runner):
-    """Returns the scripted milliseconds per call, one per timed block, and logs the calls per block."""
-
-    def __init__(self, ms: list[float]):
-        self.ms, self.numbers = iter(ms), []
-
-    def time_block(self, number: int) -> float:
-        self.numbers.append(number)
-        return next(self.ms) / 1e3
-
-    def close(self) -> None:
-        pass
+from hwnas.testing import SequenceRunner
 
 
 class FakeClock:

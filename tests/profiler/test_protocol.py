@@ -12,6 +12,7 @@ import pytest
 from hwnas.errors import ConfigError
 from hwnas.profiler.protocol import (Measurement, Protocol, Runner, batch_reference_ms, calibrate, caught_in_bursts,
                                      interleaved_measure)
+from hwnas.testing import SequenceRunner
 
 
 class ScriptedRunner(Runner):
@@ -30,20 +31,6 @@ class ScriptedRunner(Runner):
 
     def close(self) -> None:
         self.closed = True
-
-
-class SequenceRunner(Runner):
-    """Returns the scripted milliseconds per call, one per timed block, and logs the calls per block."""
-
-    def __init__(self, ms: list[float]):
-        self.ms, self.numbers = iter(ms), []
-
-    def time_block(self, number: int) -> float:
-        self.numbers.append(number)
-        return next(self.ms) / 1e3
-
-    def close(self) -> None:
-        pass
 
 
 # --- settings and summaries ---------------------------------------------------------------------

@@ -143,10 +143,11 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
     seconds["profile"] = time.perf_counter() - start
 
     run_dir = out / "supernet"
-    log.info("[2/4] training a uniform supernet for %d epochs of %d steps on %s (%dx%d) -> %s", settings.epochs,
-             settings.steps_per_epoch, plan.loaders.dataset, settings.resolution, settings.resolution, run_dir)
     start = time.perf_counter()
-    configure(settings.threads)
+    threads = configure(settings.threads)
+    log.info("[2/4] training a uniform supernet for %d epochs of %d steps on %s (%dx%d, %d thread(s)) -> %s",
+             settings.epochs, settings.steps_per_epoch, plan.loaders.dataset, settings.resolution, settings.resolution,
+             threads, run_dir)
     train(plan.config, run_dir, on_progress=on_progress)
     seconds["train"] = time.perf_counter() - start
 
@@ -155,9 +156,10 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
     latencies = table.predict_indices(samples)
     targets = [round(float(np.percentile(latencies, p)), 3) for p in settings.percentiles]
     search_dir = out / "search"
-    log.info("[3/4] evolution at targets %s -> %s", ", ".join(f"{t:g} ms" for t in targets), search_dir)
     start = time.perf_counter()
-    configure(settings.threads)
+    threads = configure(settings.threads)
+    log.info("[3/4] evolution at targets %s (%d thread(s)) -> %s", ", ".join(f"{t:g} ms" for t in targets), threads,
+             search_dir)
     evaluator = open_evaluator(run_dir, space=space, bn_batches=settings.bn_batches,
                                val_batches=settings.val_batches, device="cpu")
     strategy = make_strategy("evolution", population=settings.population, generations=settings.generations,

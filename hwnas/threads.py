@@ -65,7 +65,9 @@ def configure(threads: int | None = None) -> int:
 
     chosen = threads if threads is not None else choose_threads(idle_cores(), usable_cores())
     if threads is None and chosen < usable_cores():
-        log.info("%d of %d cores are busy with other work: using %d thread(s) (--threads sets it)",
-                 usable_cores() - chosen, usable_cores(), chosen)
+        # not a notice on stderr: it would come before a command's one-line error on bad input; training's
+        # progress line shows the threads instead
+        log.debug("%d of %d cores are busy with other work: using %d thread(s)", usable_cores() - chosen,
+                  usable_cores(), chosen)
     torch.set_num_threads(chosen)
     return chosen

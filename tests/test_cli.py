@@ -1,5 +1,6 @@
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -78,3 +79,25 @@ def test_bad_input_is_one_line_exit_2(args, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_the_command_list_is_what_each_command_says_of_itself():
+    """`hwnas --help` lists the commands without importing them; their lines are their docstrings' first."""
+    from hwnas.cli import COMMANDS
+
+    context = click.Context(cli)
+    for name, (_, _, line) in COMMANDS.items():
+        command = cli.get_command(context, name)
+        assert command.name == name and command.get_short_help_str(limit=500) == line, name
+    assert cli.get_command(context, "nosuch") is None
+
+
+def test_help_and_version_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from hwnas.cli import main; sys.argv = ['hwnas', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

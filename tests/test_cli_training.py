@@ -106,7 +106,7 @@ def test_option_defaults_and_names_match_the_library():
     defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
     checked = set()
     for name in ("train", "retrain"):
-        command = cli.commands[name]
+        command = cli.get_command(click.Context(cli), name)
         for param in command.params:
             if param.name in defaults and not param.required:
                 assert param.get_default(click.Context(command)) == defaults[param.name], (name, param.name)

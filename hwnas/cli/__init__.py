@@ -3,6 +3,9 @@
 Every `HwnasError`, and every usage error of a subcommand (a missing option, a value of the wrong type),
 becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback. Notices the
 library logs to the ``hwnas`` logger (a run resumed, data found elsewhere) are printed on stderr.
+
+A command's module is imported only when the command runs or shows its help (`COMMANDS`), so that
+``hwnas --help`` and ``hwnas --version`` answer without importing torch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,46 @@ from hwnas import __version__
 from hwnas.errors import HwnasError
 
 
+#: command -> (module of hwnas.cli that defines it, its name there, the line ``hwnas --help`` shows for it,
+#: which is the first sentence of its docstring: a test keeps them equal)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "arch": ("space", "arch", "Per-block MACs and params of one architecture of SPACE."),
+    "demo": ("demo", "demo", "The whole pipeline in minutes on a CPU with no network."),
+    "devices": ("profiling", "devices", "List the device backends, whether this machine can run them, and their "
+                                        "fingerprint."),
+    "eval": ("training", "eval_command", "Validation accuracy (%) of subnets of a trained supernet, with inherited "
+                                         "weights."),
+    "export": ("search", "export", "Write an architecture as JSON, PyTorch weights + build recipe, and ONNX."),
+    "plot": ("search", "plot", "Accuracy vs latency of one or more searches: candidates, Pareto front, target, "
+                               "references."),
+    "profile": ("profiling", "profile", "Measure every block of a space on a device into a lookup table."),
+    "references": ("space", "references", "List the reference architectures with their published and counted "
+                                          "ImageNet MACs/params."),
+    "retrain": ("training", "retrain_command", "Train one architecture of a search space from scratch, as a "
+                                               "standalone network."),
+    "search": ("search", "search", "Search a space for the most accurate architecture under a latency target."),
+    "spaces": ("space", "spaces", "List the search spaces: layers, ops per layer and number of architectures."),
+    "table": ("profiling", "table", "Inspect and compare lookup tables."),
+    "train": ("training", "train_command", "Train a supernet of a search space on a dataset."),
+    "validate": ("profiling", "validate", "Measure random whole architectures on the table's device and report how "
+                                          "well the table predicts them."),
+}
+
+
 class HwnasGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"hwnas.cli.{module}"), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -52,13 +94,6 @@ def cli() -> None:
     cifar100, fashion-mnist.
     """
     _show_notices()
-
-
-#: modules of hwnas.cli whose `register(cli)` adds their commands to the group
-COMMAND_MODULES: tuple[str, ...] = ("space", "profiling", "training", "search", "demo")
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"hwnas.cli.{_name}").register(cli)
 
 
 def main() -> None:

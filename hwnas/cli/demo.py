@@ -17,10 +17,6 @@ def _default(name: str):
     return default_of(DemoSettings, name)
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
-
-
 @click.command()
 @click.option("-o", "--output", default="hwnas-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Directory for every file the demo writes.")
@@ -46,11 +42,11 @@ def register(cli: click.Group) -> None:
 @format_option
 def demo(output, space, width, resolution, device, epochs, steps_per_epoch, generations, population, data_root,
          download, threads, seed, fmt) -> None:
-    """The whole pipeline in minutes on a CPU with no network: profile a lookup table, train a supernet on
-    Fashion-MNIST (the subset embedded in hwnas where the full set is not found), run evolution at three
-    latency targets, measure the results on the device, draw the Pareto chart and summarise.
+    """The whole pipeline in minutes on a CPU with no network.
 
-    Everything is checked before the first step's work.
+    Profile a lookup table, train a supernet on Fashion-MNIST (the subset embedded in hwnas where the full
+    set is not found), run evolution at three latency targets, measure the results on the device, draw the
+    Pareto chart and summarise. Everything is checked before the first step's work.
     """
     from hwnas import demo as library
 

@@ -18,13 +18,6 @@ from hwnas.profiler.protocol import STATISTICS, Protocol
 def _protocol_default(name: str, scale: float = 1.0):
     return default_of(Protocol, name) * scale
 
-def register(cli: click.Group) -> None:
-    cli.add_command(devices)
-    cli.add_command(profile)
-    cli.add_command(table)
-    cli.add_command(validate)
-
-
 @click.command()
 @format_option
 def devices(fmt: str) -> None:

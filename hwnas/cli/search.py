@@ -13,12 +13,6 @@ from hwnas.cli.progress import ProgressDisplay
 from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(search)
-    cli.add_command(plot)
-    cli.add_command(export)
-
-
 def _search_space(space_name: str, profile: str | None, width: float | None, table):
     """The search space: the first table's own when nothing overrides it, else the named one (which the
     table is then checked against)."""

@@ -8,11 +8,6 @@ from hwnas.cli.options import format_option
 from hwnas.cli.output import human, render
 
 
-def register(cli: click.Group) -> None:
-    for command in (spaces, references, arch):
-        cli.add_command(command)
-
-
 @click.command()
 @click.option("--input", "profile", default="imagenet", show_default=True, help="Input profile.")
 @format_option

@@ -192,8 +192,3 @@ def eval_command(run_dir: str, arch_texts: tuple[str, ...], samples: int, seed: 
              "val_acc_recalibrated_bn": evaluator.accuracy(arch)} for arch in archs]
     extra = {"run": run_dir, "space": space.name, "bn_batches": len(evaluator.calibration)}
     click.echo(render(rows, fmt, extra=extra if fmt != "csv" else None))
-
-
-def register(cli: click.Group) -> None:
-    for command in (train_command, eval_command, retrain_command):
-        cli.add_command(command)

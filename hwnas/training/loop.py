@@ -243,7 +243,8 @@ class _Training:
                 loss, correct, seen = totals.tolist()
                 rate = images * self.ranks.world_size / (time.perf_counter() - started)
                 report(self.on_progress, task, i + 1, self.steps,
-                       f"loss {loss / seen:.3f}  acc {100 * correct / seen:.1f} %  {rate:.0f} img/s")
+                       f"loss {loss / seen:.3f}  acc {100 * correct / seen:.1f} %  {rate:.0f} img/s  "
+                       f"{torch.get_num_threads()} thread(s)")
                 if writer is not None:
                     writer.add_scalar("train/loss_step", result.loss_sum.item() / result.seen, global_step)
         images_per_s = images * self.ranks.world_size / (time.perf_counter() - started)

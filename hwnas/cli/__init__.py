@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                                "standalone network."),
     "search": ("search", "search", "Search a space for the most accurate architecture under a latency target."),
     "spaces": ("space", "spaces", "List the search spaces: layers, ops per layer and number of architectures."),
-    "table": ("profiling", "table", "Inspect and compare lookup tables."),
+    "table": ("tables", "table", "Inspect, compare and adapt lookup tables."),
     "train": ("training", "train_command", "Train a supernet of a search space on a dataset."),
     "validate": ("profiling", "validate", "Measure random whole architectures on the table's device and report how "
                                           "well the table predicts them."),

@@ -40,6 +40,10 @@ class DeviceError(HwnasError):
     """A device backend is unknown or unavailable on this machine."""
 
 
+class TargetError(HwnasError):
+    """A target device cannot be reached, lacks what the measuring process needs, or lost the connection."""
+
+
 class DataError(HwnasError):
     """A dataset is missing or malformed."""
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from hwnas import demo
+import hwnas.cli.demo  # noqa: F401  (its option defaults read DemoSettings before a test replaces it)
 from hwnas.cli import cli
 from hwnas.data import fashion_mnist
 from hwnas.errors import ConfigError

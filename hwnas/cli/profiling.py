@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hwnas.cli.options import default_of, format_option
+from hwnas.cli.options import default_of, format_option, options
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.profiler.protocol import STATISTICS, Protocol
@@ -17,12 +17,41 @@ from hwnas.profiler.protocol import STATISTICS, Protocol
 def _protocol_default(name: str, scale: float = 1.0):
     return default_of(Protocol, name) * scale
 
+
+def _target_options():
+    return [
+        click.option("--on", "target", default=None, metavar="TARGET",
+                     help="Measure on another machine: ssh://[user@]host[:port] (the system ssh, your keys and "
+                          "~/.ssh/config), or local (a separate process here); it needs only Python >= 3.8 with numpy "
+                          "and onnxruntime. Append ?python=PATH to choose its Python. ort-mobile and ort-cpu only."),
+        click.option("--pin", default=None, metavar="CPUS", help="With --on: run the measurement on these CPUs of the "
+                                                                   "target (2, 2,3 or 0-3)."),
+        click.option("--keep", is_flag=True, help="With --on: leave the work directory (runner, exported models) on "
+                                                  "the target."),
+    ]
+
+
+def _target(target: str | None, pin: str | None, keep: bool):
+    """(target, pin, keep) checked: --pin and --keep need --on."""
+    from hwnas.errors import ConfigError
+    from hwnas.profiler.targets import parse_cpus, parse_target
+
+    if target is None and (pin is not None or keep):
+        raise ConfigError("--pin and --keep apply to measurements on a target: give --on TARGET")
+    return (None if target is None else parse_target(target)), parse_cpus(pin), keep
+
 @click.command()
+@click.option("--on", "target", default=None, metavar="TARGET",
+              help="Check a target instead (ssh://[user@]host[:port] or local, ?python=PATH): connect, run the "
+                   "measuring process there and print its fingerprint.")
 @format_option
-def devices(fmt: str) -> None:
+def devices(target: str | None, fmt: str) -> None:
     """List the device backends, whether this machine can run them, and their fingerprint."""
     from hwnas.devices import DEVICES
 
+    if target is not None:
+        _target_devices(target, fmt)
+        return
     rows = []
     for name in DEVICES:
         cls = DEVICES.get(name)
@@ -36,6 +65,26 @@ def devices(fmt: str) -> None:
                 row["fingerprint"] = info
         rows.append(row)
     click.echo(render(rows, fmt))
+
+
+def _target_devices(text: str, fmt: str) -> None:
+    """`hwnas devices --on TARGET`: the ONNX Runtime devices as the target would run them."""
+    from hwnas.profiler.targets import Connection, governor_warning, parse_target
+
+    target = parse_target(text)
+    with Connection(target) as connection:
+        fingerprint = connection.fingerprint
+    rows = [{"device": name, "target": target.url, "available": "CPUExecutionProvider" in
+             fingerprint["execution_providers"], "cpu": fingerprint["cpu_model"], "machine": fingerprint["machine"],
+             "cores": fingerprint["cores_online"], "governor": fingerprint["governor"],
+             "onnxruntime": fingerprint["onnxruntime"], "python": fingerprint["python"]}
+            for name in ("ort-mobile", "ort-cpu")]
+    if fmt != "table":
+        rows = [{**row, "fingerprint": fingerprint} for row in rows]
+    click.echo(render(rows, fmt))
+    warning = governor_warning(target.url, fingerprint)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @click.command()
@@ -77,10 +126,11 @@ def devices(fmt: str) -> None:
                                             "(the old file is kept as FILE.bak).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file (JSON Lines). An existing one is resumed.")
+@options(*_target_options())
 @format_option
 def profile(space_name, profile_name, width, resolution, device_name, threads, batch_size, precision, rounds, min_block_ms,
             rotate, warmup_ms, statistic, remeasure, drift_correction, calm_wait_s, calm_budget_s, force, output,
-            fmt) -> None:
+            target, pin, keep, fmt) -> None:
     """Measure every block of a space on a device into a lookup table.
 
     Each distinct block (stem and head included) is measured once; records are written as they finish,
@@ -92,15 +142,18 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
 
     space = get_space(space_name, profile_name, width=width, resolution=resolution)
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
+    target, cpus, keep = _target(target, pin, keep)
     protocol = Protocol(rounds=rounds, min_block_s=min_block_ms / 1e3, rotate=rotate, warmup_s=warmup_ms / 1e3,
                         statistic=statistic, remeasure=remeasure, drift_correction=drift_correction,
                         calm_wait_s=calm_wait_s, calm_budget_s=calm_budget_s)
     start = time.perf_counter()
     with ProgressDisplay() as progress:
-        result = profile_space(space, device, output, protocol=protocol, force=force, on_progress=progress)
+        result = profile_space(space, device, output, protocol=protocol, force=force, on_progress=progress,
+                               target=target, keep=keep, pin=cpus)
     rel = np.array([r.rel_iqr for r in result.records.values()])
     row = {"table": str(output), "blocks": len(result.records), "space": space_name, "input": profile_name,
-           "device": device_name, "seconds": round(time.perf_counter() - start, 1),
+           "device": device_name, "on": target.url if target else "this host",
+           "seconds": round(time.perf_counter() - start, 1),
            "rel_iqr_median_pct": round(100 * float(np.median(rel)), 2), "rel_iqr_max_pct": round(100 * float(rel.max()), 2),
            "reference_level_ms": result.header.get("reference_level_ms")}
     click.echo(render([row], fmt))
@@ -117,8 +170,10 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
                    "with --repeats, each run).")
+@options(*_target_options())
 @format_option
-def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, fmt: str) -> None:
+def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, target: str | None,
+             pin: str | None, keep: bool, fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.
 
     A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
@@ -130,13 +185,16 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     import pandas as pd
 
     from hwnas.profiler.session import table_device
-    from hwnas.profiler.validate import validate_table
+    from hwnas.profiler.validate import check_measurable, validate_table
     from hwnas.tables import LookupTable
 
     t = LookupTable.load(path)
+    check_measurable(t)
     device = table_device(t)
+    target, cpus, keep = _target(target, pin, keep)
     with ProgressDisplay() as progress:
-        report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats, on_progress=progress)
+        report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats, on_progress=progress,
+                                target=target, keep=keep, pin=cpus)
     if details:
         pd.DataFrame(report.arch_rows()).to_csv(details, index=False)
     if save:

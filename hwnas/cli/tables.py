@@ -83,3 +83,47 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
                "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
                "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}
     click.echo(render(rows, fmt, extra=summary))
+
+
+@table.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("measured", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The adapted table (written atomically; never one of the inputs).")
+@click.option("--folds", type=int, default=5, show_default=True,
+              help="Cross-validation folds: for the held-out figures and to choose the ridge strengths.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment.")
+@format_option
+def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: str) -> None:
+    """Adapt a table to a target where only whole networks can be timed, from MEASURED (CSV: arch, latency_ms).
+
+    Fits latency = intercept + sum of coefficient * table latency over the blocks, a block's coefficient
+    shrunk (ridge, strengths chosen by cross-validation) towards its op and stage group's, the group's
+    towards its op's and stage's effects, and those towards one common scale; prints the cross-validated
+    errors beside plain scale + offset and writes a table whose blocks carry the coefficients and whose
+    header records the source, the measurements and the model. Duplicate architectures are averaged.
+    """
+    from hwnas.tables import LookupTable
+    from hwnas.tables.adapt import adapt_table, check_output, read_measurements
+
+    check_output(output, path, measured)
+    source = LookupTable.load(path)
+    result = adapt_table(source, read_measurements(measured, source.space), folds=folds, seed=seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.table.save(output)
+    info = result.info
+    groups = info["model"]["groups"]
+    coefficients = [c for g in groups for c in g["blocks"].values()]
+    extra = {"table": str(path), "measured": f"{measured} ({info['measurements']['networks']} networks, "
+                                             f"{info['measurements']['rows']} rows)",
+             "model": info["model"]["name"], "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
+             "coefficients": f"{min(coefficients):.3f}..{max(coefficients):.3f}",
+             "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
+             "offset_ms": round(result.table.calibration.offset_ms, 4), "held_out": f"{folds}-fold cross-validation"}
+    if fmt == "json":
+        extra.update(output=str(output), adapted=info)
+    click.echo(render(result.rows(), fmt, extra=extra))
+    click.echo(f"wrote {output}: {path} adapted to {info['measurements']['networks']} measured networks; held-out "
+               f"Kendall tau {result.adapted.kendall_tau:.3f} (scale + offset {result.baseline.kendall_tau:.3f}), "
+               f"mean abs error {result.adapted.mean_abs_pct:.2f} % ({result.baseline.mean_abs_pct:.2f} %)",
+               err=fmt != "table")

@@ -9,7 +9,6 @@ and all usable cores.
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,13 +18,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from hwnas.devices.base import Device, Example, HostCallRunner
+from hwnas.devices.base import Device, Example
 from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError, require
+from hwnas.profiler.onnx_timing import PROVIDER, OrtRunner, SessionSettings
 from hwnas.profiler.protocol import Protocol, Runner
 from hwnas.threads import usable_cores
-
-PROVIDER = "CPUExecutionProvider"
 EXPORTERS = ("torchscript", "dynamo")
 # Pinned so that a torch upgrade that moves the exporter's default opset cannot silently change the
 # graph; 18 is the lowest opset the dynamo exporter emits natively.
@@ -71,7 +69,7 @@ class _SampleReader:
         return next(self._samples, None)
 
 
-def _input_names(count: int) -> list[str]:
+def input_names(count: int) -> list[str]:
     return [f"input{i}" for i in range(count)]
 
 
@@ -87,7 +85,7 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                block, inputs, str(path), input_names=_input_names(len(inputs)), opset_version=OPSET,
+                block, inputs, str(path), input_names=input_names(len(inputs)), opset_version=OPSET,
                 dynamo=exporter == "dynamo", external_data=False, verbose=False,
             )
     except Exception as error:
@@ -96,32 +94,6 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
             f"blocks timed in ONNX Runtime must export to ONNX, but torch.onnx.export ({exporter} exporter) "
             f"failed on {type(module).__name__}: {first_line}"
         ) from error
-
-
-class OrtRunner(HostCallRunner):
-    """Cycles ``run_with_iobinding`` over one session per copy, inputs and outputs pre-bound to
-    numpy buffers, so a timed call allocates nothing and converts nothing."""
-
-    def __init__(self, sessions: list[ort.InferenceSession], feeds: list[dict[str, np.ndarray]]):
-        self.sessions = sessions
-        self._buffers: list[object] = []  # bound memory must outlive the bindings
-        calls = []
-        for session, feed in zip(sessions, feeds, strict=True):
-            binding = session.io_binding()
-            for name, array in feed.items():
-                binding.bind_cpu_input(name, array)
-            for meta, output in zip(session.get_outputs(), session.run(None, feed), strict=True):
-                value = ort.OrtValue.ortvalue_from_numpy(output)
-                binding.bind_ortvalue_output(meta.name, value)
-                self._buffers.append(value)
-            self._buffers.append(feed)
-            calls.append(functools.partial(session.run_with_iobinding, binding))
-        # Torch threads do not affect ONNX Runtime; keep whatever the caller runs with.
-        super().__init__(calls, torch_threads=torch.get_num_threads())
-
-    def close(self) -> None:
-        super().close()
-        self.sessions, self._buffers = [], []
 
 
 class OrtMobileDevice(Device):
@@ -157,40 +129,26 @@ class OrtMobileDevice(Device):
             )
         return True, f"ONNX Runtime {ort.__version__} {PROVIDER}"
 
+    @property
+    def session_settings(self) -> SessionSettings:
+        """How this device configures ONNX Runtime (the same settings on the host and on a target)."""
+        return SessionSettings(self.threads, tuple(self.disabled_optimizers))
+
     def session_options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: unused-initializer notes would flood a table run
-        return options
+        return self.session_settings.options()
 
     def create_session(self, model: bytes, *, optimized_model_path: Path | None = None) -> ort.InferenceSession:
         """A session on ``model`` with this device's settings; ``optimized_model_path`` also writes the
         graph ONNX Runtime actually runs, to check which optimisations applied."""
-        options = self.session_options()
-        if optimized_model_path is not None:
-            options.optimized_model_filepath = str(optimized_model_path)
-        # ``disabled_optimizers`` is the keyword ONNX Runtime's mobile converter uses for the same purpose.
-        return ort.InferenceSession(
-            model, options, providers=[PROVIDER], disabled_optimizers=set(self.disabled_optimizers)
-        )
+        return self.session_settings.create(model, None if optimized_model_path is None else str(optimized_model_path))
 
     def info(self) -> dict[str, Any]:
-        options = self.session_options()
-        return {
-            **super().info(),
-            "backend": "onnxruntime",
-            "execution_provider": PROVIDER,
-            "exporter": self.exporter,
-            "opset": OPSET,
-            "graph_optimization": options.graph_optimization_level.name,
-            "disabled_optimizers": ",".join(self.disabled_optimizers),
-            "execution_mode": options.execution_mode.name,
-            "inter_op_threads": options.inter_op_num_threads,
-            "quantization": QUANTIZATION if self.precision == "int8" else "none",
-        }
+        return {**super().info(), **self.export_info(), **self.session_settings.describe()}
+
+    def export_info(self) -> dict[str, Any]:
+        """What the host contributes to a timed model: the exporter and its settings, the quantisation."""
+        return {"backend": "onnxruntime", "exporter": self.exporter, "opset": OPSET,
+                "quantization": QUANTIZATION if self.precision == "int8" else "none"}
 
     def onnx_model(self, module: torch.nn.Module, example: Example) -> bytes:
         """The single-file ONNX model that this device times for ``module`` (int8 when so configured)."""
@@ -229,4 +187,4 @@ class OrtCpuDevice(OrtMobileDevice):
 def _feed(args: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
     """Inputs as the fp32 (or integer) numpy arrays the exported graph expects."""
     arrays = [arg.detach().cpu().to(torch.float32 if arg.is_floating_point() else arg.dtype).numpy() for arg in args]
-    return dict(zip(_input_names(len(args)), arrays, strict=True))
+    return dict(zip(input_names(len(args)), arrays, strict=True))

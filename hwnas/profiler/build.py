@@ -21,17 +21,21 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.devices import Device
-from hwnas.errors import TableError
+from hwnas.errors import TableError, TargetError
 from hwnas.profiler.protocol import Measurement, Protocol, caught_in_bursts
+from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import PRECISION_DTYPES, MeasuringSession, device_header, header_mismatches, reference_block
+from hwnas.profiler.targets import Target
 from hwnas.progress import ProgressCallback, report
 from hwnas.space import BlockSpec, SearchSpace, block_cost
 from hwnas.tables import LookupTable, Record, TableWriter, make_header
 
 
-def table_header(space: SearchSpace, device: Device, protocol: Protocol) -> dict:
+def table_header(space: SearchSpace, device: Device, protocol: Protocol, measured_on: dict | None = None) -> dict:
+    """The header of a table of ``space`` timed by ``device`` (on this host, or ``measured_on``: a session's
+    `device_header`)."""
     dtype = PRECISION_DTYPES[device.precision]
-    header = make_header(device=device_header(device), space=space, protocol=protocol.to_dict(),
+    header = make_header(device=measured_on or device_header(device), space=space, protocol=protocol.to_dict(),
                          batch=device.batch_size, dtype=dtype)
     header["reference_block"] = reference_block(device.batch_size, dtype).key
     return header
@@ -39,17 +43,31 @@ def table_header(space: SearchSpace, device: Device, protocol: Protocol) -> dict
 
 def profile_space(space: SearchSpace, device: Device, path: str | Path, *, protocol: Protocol | None = None,
                   force: bool = False, batch_blocks: int = 12, seed: int = 0,
-                  on_progress: ProgressCallback | None = None,
-                  on_batch: Callable[[int], None] | None = None) -> LookupTable:
+                  on_progress: ProgressCallback | None = None, on_batch: Callable[[int], None] | None = None,
+                  target: Target | None = None, keep: bool = False, pin: list[int] | None = None) -> LookupTable:
     """Measure every block of ``space`` on ``device`` into the table at ``path`` (resuming it if it exists).
 
-    ``on_progress`` gets a `hwnas.progress.Progress` after each batch of blocks is written;
-    ``on_batch(records written)`` is called at the same moment (tests stop a build there, as a kill would).
+    With ``target`` the blocks are timed there (`hwnas.profiler.remote`; ``pin``: its CPUs, ``keep``: leave
+    its work directory). ``on_progress`` gets a `hwnas.progress.Progress` after each batch of blocks is
+    written; ``on_batch(records written)`` is called at the same moment (tests stop a build there, as a
+    kill would). A connection lost midway is a one-line TargetError saying how many records are kept.
     """
     protocol = protocol or Protocol()
     path = Path(path)
+    with open_session(device, protocol, target, keep=keep, pin=pin) as session:
+        try:
+            return _build(space, device, path, session, protocol, force, batch_blocks, seed, on_progress, on_batch)
+        except TargetError as exc:
+            kept = len(LookupTable.load(path).records) if path.exists() and path.stat().st_size else 0
+            raise TargetError(f"{exc}; {kept} records are kept in {path}: run the same command again to resume") \
+                from None
+
+
+def _build(space: SearchSpace, device: Device, path: Path, session, protocol: Protocol, force: bool,
+           batch_blocks: int, seed: int, on_progress: ProgressCallback | None,
+           on_batch: Callable[[int], None] | None) -> LookupTable:
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = table_header(space, device, protocol)
+    header = table_header(space, device, protocol, session.device_header())
     done: set[str] = set()
     if path.exists() and path.stat().st_size > 0:
         existing = LookupTable.load(path)
@@ -69,7 +87,6 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     header["reference_level_ms"] = None  # set when a complete table is drift-corrected
     # a resumed table's earlier records may come from another state of the machine; remeasure_bursts and
     # correct_drift bring the whole table to one level at the end
-    session = MeasuringSession(device, protocol)
     with TableWriter(path) if done else TableWriter(path, header) as writer:
         report(on_progress, task, total - len(todo), total)
         for start in range(0, len(todo), batch_blocks):
@@ -84,6 +101,9 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     table = LookupTable.load(path)
     if protocol.drift_correction and table.header.get("reference_level_ms") is None:
         table = correct_drift(remeasure_bursts(table, session, batch_blocks=batch_blocks, seed=seed), protocol)
+    if isinstance(session, RemoteSession) and todo:  # a board's temperature at the end of the run it measured
+        table.header["device"]["info"]["temperature_end_c"] = session.temperature_c()
+        table.save()
     return table
 
 
@@ -97,7 +117,7 @@ def make_record(block: BlockSpec, m: Measurement, protocol: Protocol) -> Record:
                    "reference_ms": round(m.reference_ms, 6)})
 
 
-def remeasure_bursts(table: LookupTable, session: MeasuringSession, *, batch_blocks: int = 12,
+def remeasure_bursts(table: LookupTable, session: MeasuringSession | RemoteSession, *, batch_blocks: int = 12,
                      seed: int = 0) -> LookupTable:
     """Measure again every entry of a complete table whose reference ran more than the protocol's
     ``steady_tolerance`` above the fastest reference in the table, and rewrite the file atomically.

@@ -55,9 +55,16 @@ def table_device(table: LookupTable) -> Device:
                       batch_size=table.header["batch"], **({"precision": precision} if precision else {}))
 
 
-def check_same_device(table: LookupTable, device: Device) -> None:
-    """Refuse to measure for ``table`` on a device (or machine, or library version) it was not measured on."""
-    diffs = header_mismatches(table.header, {**table.header, "device": device_header(device)})
+def check_same_device(table: LookupTable, device: Device | dict) -> None:
+    """Refuse to measure for ``table`` on a device (or machine, or library version, or target) it was not
+    measured on; ``device`` is a device of this host or a session's `device_header`."""
+    header = device_header(device) if isinstance(device, Device) else device
+    theirs, ours = table.header["device"].get("target"), header.get("target")
+    if theirs != ours:
+        where = f"on {theirs}: measure there with --on {theirs}" if theirs else "on the host it was built on"
+        raise TableError(f"validation must run on the device the table was measured on, but table "
+                         f"{table.path} was measured {where}")
+    diffs = header_mismatches(table.header, {**table.header, "device": header})
     if diffs:
         raise TableError(f"validation must run on the device the table was measured on, but {'; '.join(diffs[:3])}")
 
@@ -78,6 +85,10 @@ class MeasuringSession:
 
     def steady_ms(self) -> float | None:
         return min(self.references) if self.protocol.drift_correction and self.references else None
+
+    def device_header(self) -> dict:
+        """The table header's ``device`` of what this session measures on."""
+        return device_header(self.device)
 
     def measure(self, modules: Mapping[Hashable, tuple[torch.nn.Module, torch.Tensor]], *,
                 reference: Hashable | None = REFERENCE_KEY, seed: int = 0,

@@ -15,31 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 
 from hwnas.devices import Device
 from hwnas.errors import ConfigError, TableError
 from hwnas.profiler.protocol import Protocol, caught_in_bursts
+from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, check_same_device
+from hwnas.profiler.targets import Target
+
+Session = MeasuringSession | RemoteSession
 from hwnas.progress import ProgressCallback, report
 from hwnas.space import Architecture
 from hwnas.tables import Calibration, LookupTable
-
-
-@dataclass(frozen=True)
-class Errors:
-    """Accuracy of one predictor on the held-out architectures."""
-
-    mean_abs_pct: float
-    within_5: float
-    within_10: float
-    kendall_tau: float
-
-    @classmethod
-    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> "Errors":
-        rel = np.abs(predicted - measured) / measured
-        tau = kendalltau(predicted, measured).statistic if len(measured) > 1 else float("nan")
-        return cls(float(100 * rel.mean()), float((rel <= 0.05).mean()), float((rel <= 0.10).mean()), float(tau))
+from hwnas.tables.accuracy import Errors
 
 
 @dataclass
@@ -104,21 +92,20 @@ def measure_archs(table: LookupTable, device: Device, archs: list[Architecture],
     When ``protocol.drift_correction`` is on and the table records its reference level, every chunk is
     measured beside the reference block and scaled to that level exactly as the table's batches were.
     """
-    return _measure_corrected(table, device, archs, protocol, chunk, seed, on_progress)[0]
+    with open_session(device, protocol) as session:
+        return _measure_corrected(table, session, archs, chunk, seed, on_progress)[0]
 
 
-def _measure_corrected(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
-                       seed: int, on_progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _measure_corrected(table: LookupTable, session: Session, archs: list[Architecture], chunk: int, seed: int,
+                       on_progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray | None]:
     """(latencies drift-corrected as the table's were, the times as taken -- None when nothing was corrected)."""
-    level = table.header.get("reference_level_ms") if protocol.drift_correction else None
-    timed, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, on_progress,
-                                          with_reference=bool(level))
+    level = table.header.get("reference_level_ms") if session.protocol.drift_correction else None
+    timed, reference_ms = _measure_chunks(table, session, archs, chunk, seed, on_progress, with_reference=bool(level))
     return (timed * level / reference_ms, timed) if level else (timed, None)
 
 
-def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol, chunk: int,
-                    seed: int, on_progress: ProgressCallback | None,
-                    with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
+def _measure_chunks(table: LookupTable, session: Session, archs: list[Architecture], chunk: int, seed: int,
+                    on_progress: ProgressCallback | None, with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
     """Each network's latency and, ``with_reference``, that of the reference block timed in its chunk.
 
     With the reference, chunks wait for bursts of other work to pass and are timed again when caught by
@@ -126,9 +113,8 @@ def _measure_chunks(table: LookupTable, device: Device, archs: list[Architecture
     ran more than ``steady_tolerance`` above the fastest are measured once more at the end (unless
     ``protocol.remeasure`` is 0), and the attempt beside the faster reference is kept.
     """
-    space = table.space
+    space, device, protocol = table.space, session.device, session.protocol
     shape = (device.batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution)
-    session = MeasuringSession(device, protocol)
     measured, reference_ms = np.full(len(archs), np.nan), np.full(len(archs), np.nan)
 
     def measure(indices: list[int], chunk_seed: int) -> None:
@@ -173,27 +159,44 @@ def measure_archs_against_reference(table: LookupTable, device: Device, archs: l
     level = reference_level(table)
     if level is None:
         raise TableError(f"table {table._name()} records no reference block times; profile it again")
-    raw, reference_ms = _measure_chunks(table, device, archs, protocol, chunk, seed, None, with_reference=True)
+    with open_session(device, protocol) as session:
+        raw, reference_ms = _measure_chunks(table, session, archs, chunk, seed, None, with_reference=True)
     return raw, raw * level / reference_ms
 
 
+def check_measurable(table: LookupTable) -> None:
+    """Refuse a table adapted from whole-network measurements: no device here times what it predicts."""
+    if table.header.get("adapted"):
+        raise TableError(f"table {table.path} was adapted to another target from whole-network measurements: it is "
+                         f"judged by the cross-validation `hwnas table adapt` reported, not by measuring here")
+
+
 def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed: int = 0,
-                   protocol: Protocol | None = None, repeats: int = 1,
-                   on_progress: ProgressCallback | None = None) -> ValidationReport:
+                   protocol: Protocol | None = None, repeats: int = 1, on_progress: ProgressCallback | None = None,
+                   target: Target | None = None, keep: bool = False, pin: list[int] | None = None) -> ValidationReport:
     """Measure ``archs`` random architectures end to end and report how well ``table`` predicts them.
 
     With ``repeats`` > 1 every network is measured that many times, each time in chunks of other
     networks (fresh sessions or copies, another moment) and the mean is the measured latency; the
     second measurement against the first is reported as ``repeat``, the agreement that measurement
-    noise allows any predictor.
+    noise allows any predictor. With ``target`` the networks are timed there (the table must come from it).
     """
     if archs < 4:
         raise ConfigError(f"validation needs at least 4 architectures (2 to fit, 2 to test), but got archs={archs}")
     if repeats < 1:
         raise ConfigError(f"validation measures every architecture at least once, but got repeats={repeats}")
-    check_same_device(table, device)
-    table.check_space(table.space)
+    check_measurable(table)
     protocol = protocol or Protocol.from_dict(table.header["protocol"])
+    if target is None:
+        check_same_device(table, device)  # before any connection or measurement
+    with open_session(device, protocol, target, keep=keep, pin=pin) as session:
+        return _validate(table, session, archs, seed, repeats, on_progress)
+
+
+def _validate(table: LookupTable, session: Session, archs: int, seed: int, repeats: int,
+              on_progress: ProgressCallback | None) -> ValidationReport:
+    check_same_device(table, session.device_header())
+    table.check_space(table.space)
     sampled = sample_archs(table, archs, seed)
     calibration_before = table.calibration
     table.set_calibration(None)  # predictions below are raw sums; the fit is what calibrates them
@@ -209,8 +212,8 @@ def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed
         order = np.arange(len(sampled)) if r == 0 else np.random.default_rng([seed, r]).permutation(len(sampled))
         progress = None if on_progress is None else (
             lambda p, r=r: on_progress(dataclasses.replace(p, done=r * p.total + p.done, total=repeats * p.total)))
-        corrected, timed = _measure_corrected(table, device, [sampled[i] for i in order], protocol, 6,
-                                              seed + 7919 * r, progress)
+        corrected, timed = _measure_corrected(table, session, [sampled[i] for i in order], 6, seed + 7919 * r,
+                                              progress)
         runs.append(np.empty(len(sampled)))
         runs[-1][order] = corrected
         if timed is not None:

@@ -76,7 +76,7 @@ def test_other_protocol_is_refused_unless_forced(tmp_path, cpu_table):
     assert LookupTable.load(path).header["protocol"]["rotate"] == 2
 
 
-SUMMARY = ["table", "blocks", "space", "input", "device", "seconds", "rel_iqr_median_pct", "rel_iqr_max_pct",
+SUMMARY = ["table", "blocks", "space", "input", "device", "on", "seconds", "rel_iqr_median_pct", "rel_iqr_max_pct",
            "reference_level_ms"]
 
 
@@ -87,6 +87,7 @@ def test_profile_prints_a_one_row_summary(cpu_table, fmt):
     table = LookupTable.load(cpu_table)
     rel = np.array([r.rel_iqr for r in table.records.values()])
     expected = {"table": str(cpu_table), "blocks": 34, "space": "spos", "input": "cifar10", "device": "cpu",
+                "on": "this host",
                 "rel_iqr_median_pct": round(100 * float(np.median(rel)), 2),
                 "rel_iqr_max_pct": round(100 * float(rel.max()), 2),
                 "reference_level_ms": table.header["reference_level_ms"]}

@@ -113,7 +113,8 @@ def test_networks_measured_in_a_burst_are_measured_again(table, device, monkeypa
                    for key, r in refs.items()}}
 
     monkeypatch.setattr(session_module, "measure_batch", scripted_batch)
-    timed, reference_ms = validate._measure_chunks(table, device, archs, QUICK, 2, 0, None, with_reference=True)
+    session = validate.MeasuringSession(device, QUICK)
+    timed, reference_ms = validate._measure_chunks(table, session, archs, 2, 0, None, with_reference=True)
     # judged against the fastest batch reference so far (none before the first chunk; a batch's reference is
     # the median over its networks), not the table's level, and all waiting comes out of one budget
     steady = 1.005 * level

@@ -1,0 +1,117 @@
+"""ONNX Runtime sessions configured as a device runs them, and a `Runner` that times them.
+
+Imports nothing but the standard library, numpy, onnxruntime and the protocol, so that the same code
+times a block in the host's ``ort-mobile`` / ``ort-cpu`` devices and on a target that has only numpy and
+onnxruntime (`hwnas.profiler.target_main`). Written for Python 3.8 and later, as targets may be.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+import onnxruntime as ort
+
+from hwnas.profiler.protocol import Runner
+
+PROVIDER = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a device configures ONNX Runtime: CPU provider, ``threads`` intra-op threads, one inter-op thread,
+    sequential execution, every graph optimisation except ``disabled_optimizers``."""
+
+    threads: int
+    disabled_optimizers: Tuple[str, ...] = ()
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: unused-initializer notes would flood a table run
+        return options
+
+    def create(self, model: bytes, optimized_model_path: str | None = None) -> ort.InferenceSession:
+        """A session on ``model``; ``optimized_model_path`` also writes the graph ONNX Runtime runs."""
+        options = self.options()
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = optimized_model_path
+        # ``disabled_optimizers`` is the keyword ONNX Runtime's mobile converter uses for the same purpose.
+        return ort.InferenceSession(model, options, providers=[PROVIDER],
+                                    disabled_optimizers=set(self.disabled_optimizers))
+
+    def describe(self) -> Dict[str, Any]:
+        """The settings as a device fingerprint records them."""
+        options = self.options()
+        return {"execution_provider": PROVIDER, "graph_optimization": options.graph_optimization_level.name,
+                "disabled_optimizers": ",".join(self.disabled_optimizers),
+                "execution_mode": options.execution_mode.name, "inter_op_threads": options.inter_op_num_threads}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> SessionSettings:
+        return cls(int(data["threads"]), tuple(data["disabled_optimizers"]))
+
+
+class OrtRunner(Runner):
+    """Cycles ``run_with_iobinding`` over one session per copy, inputs and outputs pre-bound to numpy
+    buffers, so a timed call allocates nothing and converts nothing.
+
+    A block runs ``max(number // 100, 2)`` untimed calls first, as ``torch.utils.benchmark`` does, then
+    ``number`` calls between two ``time.perf_counter`` readings.
+    """
+
+    def __init__(self, sessions: Sequence[ort.InferenceSession], feeds: Sequence[Dict[str, np.ndarray]]):
+        if len(sessions) != len(feeds):
+            raise ValueError(f"one feed per session is needed, but got {len(sessions)} sessions and {len(feeds)}")
+        self.sessions = list(sessions)
+        self._buffers: List[object] = []  # bound memory must outlive the bindings
+        calls = []
+        for session, feed in zip(sessions, feeds):
+            binding = session.io_binding()
+            for name, array in feed.items():
+                binding.bind_cpu_input(name, array)
+            for meta, output in zip(session.get_outputs(), session.run(None, feed)):
+                value = ort.OrtValue.ortvalue_from_numpy(output)
+                binding.bind_ortvalue_output(meta.name, value)
+                self._buffers.append(value)
+            self._buffers.append(feed)
+            calls.append(functools.partial(session.run_with_iobinding, binding))
+        self._calls = itertools.cycle(calls)
+
+    def time_block(self, number: int) -> float:
+        calls = self._calls
+        for _ in range(max(number // 100, 2)):
+            next(calls)()
+        start = time.perf_counter()
+        for _ in range(number):
+            next(calls)()
+        return (time.perf_counter() - start) / number
+
+    def close(self) -> None:
+        self.sessions, self._buffers, self._calls = [], [], iter(())
+
+
+def random_feeds(inputs: Sequence[Dict[str, Any]], copies: int, seed: int) -> List[Dict[str, np.ndarray]]:
+    """``copies`` independent feeds for inputs described as ``{"name", "shape", "dtype"}``: standard-normal
+    floats, zeros for integer inputs. Latency does not depend on the values."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(copies):
+        feed = {}
+        for spec in inputs:
+            dtype = np.dtype(spec["dtype"])
+            shape = tuple(spec["shape"])
+            feed[spec["name"]] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                                  else np.zeros(shape, dtype=dtype))
+        feeds.append(feed)
+    return feeds

@@ -1,0 +1,142 @@
+"""Measuring on a target device: a `RemoteSession` does what a `MeasuringSession` does, with the timing done
+by the measuring process on the target (`hwnas.profiler.targets`, `hwnas.profiler.target_main`).
+
+The host exports every block (or whole network) to ONNX as the device would time it (int8 quantised on the
+host when asked), sends each model once, and asks the target to time a batch; the target runs the whole
+protocol there (warm-up, interleaved rounds in shuffled order, the reference block every round, waiting
+out bursts within one budget for the run, re-measuring noisy entries, rotating copies) and answers with one
+measurement per entry. Drift correction then happens on the host as for any table. `open_session` gives
+the session of a device on the host or on a target, so that building and validating tables is one code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from hwnas.devices import Device
+from hwnas.devices.ort_mobile import OrtMobileDevice, input_names
+from hwnas.errors import ConfigError
+from hwnas.profiler.protocol import Measurement, Protocol, batch_reference_ms
+from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, reference_block
+from hwnas.profiler.targets import Connection, Target, governor_warning
+from hwnas.space import BlockSpec
+
+log = logging.getLogger(__name__)
+
+#: fingerprint fields of a target that must match for two of its tables to be compared
+TARGET_COMPARABLE = ("machine", "cpu_model", "onnxruntime")
+#: what the host contributes to a timed model and must match too
+HOST_COMPARABLE = ("device", "threads", "batch_size", "precision", "torch", "exporter", "opset", "quantization",
+                   "execution_provider", "graph_optimization", "disabled_optimizers", "execution_mode",
+                   "inter_op_threads")
+
+
+class RemoteSession:
+    """One run of measurements of ``device`` (``ort-mobile`` or ``ort-cpu``) on ``target`` under ``protocol``,
+    through one connection; ``pin`` names the target's CPUs to run on, ``keep`` keeps its work directory."""
+
+    def __init__(self, device: Device, protocol: Protocol, target: Target, *, keep: bool = False,
+                 pin: list[int] | None = None):
+        if not isinstance(device, OrtMobileDevice):
+            raise ConfigError(f"a target runs ONNX Runtime devices (ort-mobile, ort-cpu), but got device "
+                              f"{device.name!r}")
+        self.device, self.protocol, self.target = device, protocol, target
+        self.references: list[float] = []
+        self._sent: set[str] = set()
+        self.connection = Connection(target, keep=keep)
+        try:
+            answer = self.connection.request({"op": "configure", "protocol": protocol.to_dict(),
+                                              "session": device.session_settings.to_dict(), "pin": pin})
+        except BaseException:
+            self.connection.close()
+            raise
+        self.fingerprint, self.workdir = answer["fingerprint"], answer["workdir"]
+        self.pin = pin
+        warning = governor_warning(target.url, self.fingerprint)
+        if warning:
+            log.warning(warning)
+
+    def device_header(self) -> dict[str, Any]:
+        """The table header's ``device``: the host's export settings and the target's own fingerprint."""
+        import onnx
+
+        device = self.device
+        info = {"device": device.name, "threads": device.threads, "batch_size": device.batch_size,
+                "precision": device.precision, "torch": torch.__version__, "onnx": onnx.__version__,
+                **device.export_info(), **device.session_settings.describe(), **self.fingerprint,
+                "pinned_cpus": self.pin, "target": self.target.url}
+        return {"name": device.name, "target": self.target.url,
+                "comparable": {k: info[k] for k in HOST_COMPARABLE + TARGET_COMPARABLE}, "info": info}
+
+    def steady_ms(self) -> float | None:
+        return min(self.references) if self.protocol.drift_correction and self.references else None
+
+    def reference_module(self, dtype: str) -> tuple[torch.nn.Module, torch.Tensor]:
+        block = reference_block(self.device.batch_size, dtype)
+        return block.build().eval(), torch.randn(block.input_shape)
+
+    def _entry(self, key: Hashable, module: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
+        model = self.device.onnx_model(module, example)
+        digest = hashlib.sha256(model).hexdigest()
+        args = example if isinstance(example, tuple) else (example,)
+        entry = {"key": str(key), "sha256": digest,
+                 "inputs": [{"name": name, "shape": list(arg.shape), "dtype": "float32" if arg.is_floating_point()
+                             else str(arg.dtype).replace("torch.", "")} for name, arg in zip(input_names(len(args)),
+                                                                                              args)]}
+        if digest not in self._sent:
+            entry["model"] = base64.b64encode(model).decode()
+        return entry
+
+    def measure(self, modules: Mapping[Hashable, tuple[torch.nn.Module, torch.Tensor]], *,
+                reference: Hashable | None = REFERENCE_KEY, seed: int = 0,
+                steady_ms: float | None = None) -> dict[Hashable, Measurement]:
+        """Export every (module, example), time them as one batch on the target, and return their
+        measurements under the caller's keys (see `MeasuringSession.measure`)."""
+        keys = {str(key): key for key in modules}
+        entries = [self._entry(key, module, example) for key, (module, example) in modules.items()]
+        steady = steady_ms if steady_ms is not None else self.steady_ms() if reference is not None else None
+        answer = self.connection.request({"op": "measure", "entries": entries, "seed": seed, "steady_ms": steady,
+                                          "reference": None if reference is None else str(reference)})
+        self._sent.update(entry["sha256"] for entry in entries)
+        results = {keys[key]: Measurement.from_dict(data) for key, data in answer["results"].items()}
+        if reference is not None:
+            self.references.append(batch_reference_ms(results, reference))
+        return results
+
+    def measure_blocks(self, blocks: list[BlockSpec], *, seed: int = 0,
+                       steady_ms: float | None = None) -> dict[Hashable, Measurement]:
+        modules = {b.key: (b.build().eval(), torch.randn(b.input_shape)) for b in blocks}
+        modules[REFERENCE_KEY] = self.reference_module(blocks[0].dtype)
+        return self.measure(modules, seed=seed, steady_ms=steady_ms)
+
+    def temperature_c(self) -> float | None:
+        """The target's temperature now (the end of a run)."""
+        return self.connection.request({"op": "fingerprint"})["fingerprint"].get("temperature_c")
+
+    def close(self) -> None:
+        answer = self.connection.close()
+        if answer is not None and not answer.get("removed"):
+            log.info("the work directory %s on %s is kept", answer.get("workdir"), self.target.url)
+
+
+@contextmanager
+def open_session(device: Device, protocol: Protocol, target: Target | None = None, *, keep: bool = False,
+                 pin: list[int] | None = None) -> Iterator[MeasuringSession | RemoteSession]:
+    """The measuring session of ``device``: on this host, or on ``target``; closed on leaving."""
+    if target is None:
+        if pin is not None or keep:
+            raise ConfigError("--pin and --keep apply to measurements on a target (--on TARGET)")
+        yield MeasuringSession(device, protocol)
+        return
+    session = RemoteSession(device, protocol, target, keep=keep, pin=pin)
+    try:
+        yield session
+    finally:
+        session.close()

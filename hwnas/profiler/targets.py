@@ -1,0 +1,207 @@
+"""Where a table is measured: ``local`` (a separate process on this machine) or ``ssh://[user@]host[:port]``
+(the device the network will run on, through the system ``ssh``: the user's keys, agent and
+``~/.ssh/config`` apply).
+
+A target runs one measuring process for a whole run (one connection, not one per block): the host sends
+it a bundle of four torch-free modules (`hwnas.profiler.protocol`, `onnx_timing`, `target_main` and
+`hwnas.errors`), which it unpacks into a temporary work directory and runs with the target's ``python3``
+(Python >= 3.8 with numpy and onnxruntime; nothing else, no torch, no hwnas install). Requests and answers
+are JSON lines over the connection's standard input and output (`hwnas.profiler.target_main`).
+
+``?python=PATH`` after a target names the Python to run there (default ``python3``; for ``local``, this
+Python). ``$HWNAS_SSH`` replaces the ssh command (default ``ssh``), e.g. ``ssh -F my_config`` or ``ssh -J jump``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from hwnas.errors import ConfigError, TargetError
+
+PACKAGE = Path(__file__).resolve().parents[1]
+#: the modules the measuring process needs, as paths below the hwnas package (all torch-free)
+BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/onnx_timing.py",
+          "profiler/target_main.py")
+SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+               "-o", "ServerAliveCountMax=3")
+_SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?python=(?P<python>.+))?$")
+_LOCAL = re.compile(r"^local(?:\?python=(?P<python>.+))?$")
+
+#: runs on the target: unpack the bundle into a new work directory, check the Python and its libraries,
+#: then serve requests there. One line, so it fits ``python3 -c``.
+BOOT = (
+    "import base64,io,json,sys,tarfile,tempfile,shutil,importlib.util as u\n"
+    "req=json.loads(sys.stdin.readline())\n"
+    "if sys.version_info<(3,8):print(json.dumps({'python':sys.version.split()[0],'old':1}));sys.exit()\n"
+    "missing=[m for m in ('numpy','onnxruntime') if u.find_spec(m) is None]\n"
+    "if missing:print(json.dumps({'missing':missing,'python':sys.version.split()[0]}));sys.exit()\n"
+    "try:\n"
+    " w=tempfile.mkdtemp(prefix='hwnas-target-')\n"
+    " tarfile.open(fileobj=io.BytesIO(base64.b64decode(req['bundle']))).extractall(w)\n"
+    "except Exception as e:\n"
+    " print(json.dumps({'error':type(e).__name__+': '+str(e)}));sys.exit()\n"
+    "sys.path.insert(0,w)\n"
+    "from hwnas.profiler.target_main import serve\n"
+    "serve(w,req.get('keep',False))\n"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target: how to start a command there, and how to name it in messages and table headers."""
+
+    url: str
+    python: str
+    ssh: tuple[str, ...] | None = None  # the ssh command up to the host (None: local)
+
+    def command(self, argv: list[str]) -> list[str]:
+        """The host-side command line that runs ``argv`` on the target."""
+        if self.ssh is None:
+            return argv
+        return [*self.ssh, "--", shlex.join(argv)]
+
+
+def parse_target(text: str) -> Target:
+    """``local``, ``local?python=PATH``, ``ssh://[user@]host[:port][?python=PATH]``."""
+    local = _LOCAL.match(text.strip())
+    if local:
+        return Target("local", local.group("python") or sys.executable)
+    match = _SSH.match(text.strip())
+    if not match:
+        raise ConfigError(f"a target must be local or ssh://[user@]host[:port] (optionally followed by "
+                          f"?python=PATH), but got {text!r}")
+    user, host, port = match.group("user"), match.group("host"), match.group("port")
+    url = f"ssh://{user + '@' if user else ''}{host}{':' + port if port else ''}"
+    command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
+    ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), f"{user}@{host}" if user else host)
+    return Target(url, match.group("python") or "python3", ssh)
+
+
+def bundle() -> bytes:
+    """A gzipped tar of the modules the measuring process needs, as they are installed here."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for relative in BUNDLE:
+            tar.add(PACKAGE / relative, arcname=f"hwnas/{relative}")
+    return buffer.getvalue()
+
+
+class Connection:
+    """One measuring process on a target, spoken to in JSON lines; a context manager that says goodbye."""
+
+    def __init__(self, target: Target, *, keep: bool = False):
+        self.target = target
+        self._stderr = tempfile.TemporaryFile()
+        argv = target.command([target.python, "-c", BOOT])
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        except OSError as exc:  # no ssh, no such python
+            raise TargetError(f"could not start {argv[0]} for target {target.url}: {exc.strerror or exc}") from None
+        hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep}, starting=True)
+        if "missing" in hello:
+            raise TargetError(f"the target {target.url} lacks {' and '.join(hello['missing'])} for Python "
+                              f"{hello['python']}: install them there with `{target.python} -m pip install numpy "
+                              f"onnxruntime`")
+        if "old" in hello:
+            raise TargetError(f"the target {target.url} runs Python {hello['python']}, but measuring needs 3.8 or "
+                              f"newer; name another with {target.url}?python=PATH")
+        self.fingerprint, self.workdir = hello["hello"], hello["workdir"]
+
+    def request(self, message: dict[str, Any], *, starting: bool = False) -> dict[str, Any]:
+        """Send one request and read its answer; a failed request, a lost connection or a process that died
+        is a one-line TargetError naming the target."""
+        stdin: BinaryIO = self.process.stdin  # type: ignore[assignment]
+        try:
+            stdin.write(json.dumps(message).encode() + b"\n")
+            stdin.flush()
+            line = self.process.stdout.readline()  # type: ignore[union-attr]
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        if not line:
+            raise TargetError(self._ended(starting))
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise TargetError(f"the measuring process on {self.target.url} answered something that is not JSON: "
+                              f"{line[:200]!r}") from None
+        if "error" in answer:
+            raise TargetError(f"the measuring process on {self.target.url} failed: {answer['error']}")
+        return answer
+
+    def _ended(self, starting: bool) -> str:
+        """Why the process is gone, in one sentence."""
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._stderr.seek(0)
+        lines = [line.strip() for line in self._stderr.read().decode(errors="replace").splitlines() if line.strip()]
+        said = f" ({lines[-1][:300]})" if lines else ""
+        if self.target.ssh is not None and code == 255:
+            what = "could not connect to" if starting else "lost the connection to"
+            return f"{what} {self.target.url}{said}"
+        if code == 127 or any("not found" in line for line in lines[-2:]):
+            return f"the target {self.target.url} has no {self.target.python}{said}"
+        return f"the measuring process on {self.target.url} stopped with exit code {code}{said}"
+
+    def close(self) -> dict[str, Any] | None:
+        """Say goodbye (the work directory is removed unless kept) and wait for the process to end."""
+        answer = None
+        if self.process.poll() is None:
+            try:
+                answer = self.request({"op": "bye"})
+            except TargetError:
+                pass
+            try:
+                self.process.stdin.close()  # type: ignore[union-attr]
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+        self._stderr.close()
+        return answer
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def governor_warning(url: str, fingerprint: dict[str, Any]) -> str | None:
+    """A sentence when the target's CPU frequency governor lets the clock wander (anything but performance)."""
+    governor = fingerprint.get("governor")
+    if governor in (None, "performance"):
+        return None
+    return (f"the CPU frequency governor of {url} is {governor!r}, not 'performance': latencies may drift with the "
+            f"clock; set it there with `sudo cpupower frequency-set -g performance` (or write performance to "
+            f"/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)")
+
+
+def parse_cpus(text: str | None) -> list[int] | None:
+    """``--pin`` as a list of CPU numbers: ``2``, ``2,3`` or ``0-3``."""
+    if text is None:
+        return None
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            cpus.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        cpus = []
+    if not cpus or min(cpus) < 0:
+        raise ConfigError(f"--pin takes CPU numbers such as 2, 2,3 or 0-3, but got {text!r}")
+    return sorted(set(cpus))
+

@@ -1,0 +1,351 @@
+"""Adapting a lookup table to a target on which only whole networks can be timed (a vendor's benchmark app,
+a cloud device farm).
+
+Model (``ridge-op-stage-block``): whole-network latency = intercept + sum over the searchable blocks of
+``c[block] * table latency``. A block's coefficient is ``s + u[op] + v[stage] + w[op, stage] + z[block]``,
+where its stage is its output channels and resolution: one common scale ``s`` that is not shrunk, and op,
+stage, op x stage and per-block deviations, each level shrunk towards zero by a ridge penalty of its own.
+So a block the measurements say little about falls back to its op and stage group, the group to its op's
+and stage's effects, and those to the common scale; where the data say more, each block gets its own. The
+four ridge strengths are chosen from a log grid (one level at a time, until none moves) by k-fold
+cross-validation on the measurements. The fit minimises squared *relative* errors. Stem and head are the
+same in every network: they are in the intercept (the table scales them by ``s``, the rest is its offset).
+
+Held-out figures are nested: every fold is predicted by a model whose ridge strengths were chosen, and
+whose coefficients were fitted, on the other folds only; plain ``scale * table sum + offset`` (what
+`hwnas validate` fits) is fitted on the same folds. The adapted table is the source table with each block
+scaled by its coefficient and a calibration ``1 * sum + offset``, so `LookupTable.predict`,
+``predict_indices`` and ``expected`` (and so every search) use it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import cho_factor, cho_solve
+
+from hwnas.errors import ArchitectureError, ConfigError, DataError
+from hwnas.space.architecture import Architecture
+from hwnas.tables.accuracy import Errors
+from hwnas.tables.table import Calibration, LookupTable, Record
+
+if TYPE_CHECKING:
+    from hwnas.space.space import SearchSpace
+
+MODEL = "ridge-op-stage-block"
+#: the shrunk levels of a coefficient, each with its own ridge strength
+LEVELS = ("op", "stage", "op_stage", "block")
+#: fewest distinct networks per cross-validation fold
+MIN_PER_FOLD = 5
+#: ridge strengths tried, per measured network, on relative errors (coefficients are dimensionless)
+RIDGE_GRID = tuple(float(10.0 ** e) for e in range(-8, 2))
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def stage_of(block) -> str:
+    """A block's stage: its output channels and output resolution, e.g. ``16ch@8x8``."""
+    h, w = -(-block.height // block.stride), -(-block.width // block.stride)
+    return f"{block.cout}ch@{h}x{w}"
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Whole-network latencies of distinct architectures (duplicates in the file are averaged)."""
+
+    archs: list[Architecture]
+    latency_ms: np.ndarray
+    rows: int  # rows read, before averaging duplicates
+    source: str = "(in memory)"
+    sha256: str | None = None
+
+
+def measurements_from_frame(frame: pd.DataFrame, space: SearchSpace, *, source: str = "(in memory)",
+                            sha256: str | None = None) -> Measurements:
+    """Validate a frame with columns ``arch`` and ``latency_ms`` against ``space`` (its i-th row, from 0, is
+    line i + 2 of a CSV): every arch must be one of the space, every latency a finite number > 0. Duplicates
+    are averaged; rows with neither (blank lines) are skipped."""
+    for column in ("arch", "latency_ms"):
+        if column not in frame.columns:
+            raise DataError(f"measurements need columns 'arch' and 'latency_ms', but {source} lacks {column!r} "
+                            f"(its columns: {', '.join(map(str, frame.columns)) or 'none'})")
+    archs, latencies = [], []
+    for position, (arch_text, value) in enumerate(zip(frame["arch"], frame["latency_ms"])):
+        line = position + 2
+        if arch_text is None or (isinstance(arch_text, float) and np.isnan(arch_text)):
+            arch_text = ""
+        arch_text = str(arch_text)
+        value_text = "" if value is None else str(value).strip()
+        if not arch_text.strip() and value_text in ("", "nan"):
+            continue  # a blank line
+        if not arch_text.strip():
+            raise DataError(f"every row of {source} needs an arch, but line {line} has none")
+        try:
+            arch = space.validate(Architecture.parse(arch_text))
+        except ArchitectureError as exc:
+            raise ArchitectureError(f"every arch in {source} must belong to the table's space, but line {line} "
+                                    f"does not: {_one_line(exc)}") from None
+        try:
+            latency = float(value_text)
+        except ValueError:
+            latency = float("nan")
+        if not np.isfinite(latency) or latency <= 0:
+            raise DataError(f"every latency_ms in {source} must be a finite number > 0, but line {line} has "
+                            + (repr(value_text) if value_text else "none"))
+        archs.append(arch)
+        latencies.append(latency)
+    by_arch: dict[str, list[float]] = {}
+    first: dict[str, Architecture] = {}
+    for arch, latency in zip(archs, latencies):
+        by_arch.setdefault(str(arch), []).append(latency)
+        first.setdefault(str(arch), arch)
+    return Measurements(list(first.values()), np.array([np.mean(v) for v in by_arch.values()]), len(archs),
+                        source, sha256)
+
+
+def read_measurements(path: str | Path, space: SearchSpace) -> Measurements:
+    """MEASURED.csv (columns ``arch``, the compact string, and ``latency_ms``) validated against ``space``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"a measurements file must exist, but {path} does not")
+    data = path.read_bytes()
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"measurements must be a CSV file with columns arch and latency_ms, but {path} could not "
+                        f"be read as one: {_one_line(exc)}") from None
+    return measurements_from_frame(frame, space, source=str(path), sha256=hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The searchable blocks of a table's space (by key), their op and stage, and the design matrices."""
+
+    keys: list[str]
+    labels: list[tuple[str, str]]  # (op, stage) of each key
+    layers: list[list[str]]  # names of the layers each key occurs in
+    layer_keys: list[np.ndarray]  # per layer: the key index of each op
+    layer_latency: list[np.ndarray]  # per layer: the table latency of each op
+
+    @classmethod
+    def of(cls, table: LookupTable) -> "Blocks":
+        space, batch, dtype = table.space, table.header["batch"], table.header["dtype"]
+        table.check_space(space)
+        index: dict[str, int] = {}
+        labels: list[tuple[str, str]] = []
+        layers: list[list[str]] = []
+        layer_keys, layer_latency = [], []
+        for layer in space.layers:
+            keys = []
+            for op in layer.op_names:
+                block = layer.block(op, batch, dtype)
+                if block.key not in index:  # a key keeps the op and stage it was first seen with
+                    index[block.key] = len(index)
+                    labels.append((op, stage_of(block)))
+                    layers.append([])
+                if layer.name not in layers[index[block.key]]:
+                    layers[index[block.key]].append(layer.name)
+                keys.append(index[block.key])
+            layer_keys.append(np.array(keys))
+            layer_latency.append(np.array([table.records[layer.block(op, batch, dtype).key].latency_ms
+                                           for op in layer.op_names]))
+        return cls(list(index), labels, layers, layer_keys, layer_latency)
+
+    def features(self, indices: np.ndarray) -> np.ndarray:
+        """(N, keys): per architecture, the summed table latency of each of its searchable block keys."""
+        indices = np.asarray(indices)
+        out = np.zeros((len(indices), len(self.keys)))
+        rows = np.arange(len(indices))
+        for i, (keys, latency) in enumerate(zip(self.layer_keys, self.layer_latency)):
+            np.add.at(out, (rows, keys[indices[:, i]]), latency[indices[:, i]])
+        return out
+
+    def groups(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys(self.labels))
+
+    def mapping(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys x parameters) matrix M with coefficients c = M @ [s, u(op), v(stage), w(op, stage), z(block)],
+        and the level (index into LEVELS; -1 for s) of every parameter."""
+        names = [dict.fromkeys(op for op, _ in self.labels), dict.fromkeys(st for _, st in self.labels),
+                 dict.fromkeys(self.labels), dict.fromkeys(self.keys)]
+        starts = np.cumsum([1] + [len(n) for n in names])
+        columns = {(level, name): int(starts[level]) + i for level, n in enumerate(names) for i, name in enumerate(n)}
+        m = np.zeros((len(self.keys), int(starts[-1])))
+        for k, (key, (op, stage)) in enumerate(zip(self.keys, self.labels)):
+            m[k, [0, columns[0, op], columns[1, stage], columns[2, (op, stage)], columns[3, key]]] = 1.0
+        return m, np.concatenate([[-1], np.repeat(np.arange(len(names)), [len(n) for n in names])])
+
+
+def _penalty(levels: np.ndarray, ridge: tuple[float, ...]) -> np.ndarray:
+    """Per column of [intercept, s, u, v, w, z]: intercept and s are not shrunk."""
+    return np.concatenate([[0.0], np.where(levels < 0, 0.0, np.asarray(ridge)[np.maximum(levels, 0)])])
+
+
+def _ridge(gram: np.ndarray, rhs: np.ndarray, n: int, pen: np.ndarray) -> np.ndarray:
+    a = gram + n * np.diag(pen)
+    try:
+        return cho_solve(cho_factor(a), rhs)
+    except np.linalg.LinAlgError:  # singular: the networks do not tell the intercept from the scale
+        return np.linalg.lstsq(a, rhs, rcond=None)[0]
+
+
+def _solve(x: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
+    """Ridge on relative errors: minimise sum((1 - x @ beta / y)^2) + n * sum(pen * beta^2)."""
+    xr = x / y[:, None]
+    return _ridge(xr.T @ xr, xr.sum(axis=0), len(y), pen)
+
+
+def _folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [np.sort(f) for f in np.array_split(rng.permutation(n), k)]
+
+
+def _choose(x: np.ndarray, y: np.ndarray, levels: np.ndarray, k: int, rng: np.random.Generator) -> tuple[float, ...]:
+    """Ridge strengths per level with the smallest k-fold mean squared relative error: from the middle of the
+    grid, each level in turn moves to its best grid value, until a sweep moves none."""
+    parts = []
+    for test in _folds(len(y), k, rng):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        xr = x[train] / y[train, None]
+        parts.append((xr.T @ xr, xr.sum(axis=0), len(train), x[test], y[test]))
+    losses: dict[tuple[int, ...], float] = {}
+
+    def loss(at: tuple[int, ...]) -> float:
+        if at not in losses:
+            pen = _penalty(levels, tuple(RIDGE_GRID[i] for i in at))
+            losses[at] = sum(float(np.sum(((xt @ _ridge(g, r, n, pen) - yt) / yt) ** 2)) for g, r, n, xt, yt in parts)
+        return losses[at]
+
+    at = (len(RIDGE_GRID) // 2,) * len(LEVELS)
+    for _ in range(4):
+        before = at
+        for level in range(len(LEVELS)):
+            at = min((at[:level] + (i,) + at[level + 1:] for i in range(len(RIDGE_GRID))), key=loss)
+        if at == before:
+            break
+    return tuple(RIDGE_GRID[i] for i in at)
+
+
+@dataclass
+class Adaptation:
+    """An adapted table (unsaved) and the cross-validated errors of the model and of scale + offset."""
+
+    table: LookupTable
+    adapted: Errors
+    baseline: Errors
+    measured_ms: np.ndarray
+    adapted_cv_ms: np.ndarray  # each network predicted by the model fitted on the other folds
+    baseline_cv_ms: np.ndarray
+    ridge: dict[str, float]  # strength per level of LEVELS, chosen on all the measurements
+    folds: int
+
+    @property
+    def info(self) -> dict:
+        return self.table.header["adapted"]
+
+    def rows(self) -> list[dict]:
+        """One row per predictor, as `hwnas validate` prints them."""
+        return [{"predictor": name, "mean_abs_pct_error": round(e.mean_abs_pct, 2), "within_5pct": round(e.within_5, 3),
+                 "within_10pct": round(e.within_10, 3), "kendall_tau": round(e.kendall_tau, 4)}
+                for name, e in (("table (scale + offset)", self.baseline), (f"adapted ({MODEL})", self.adapted))]
+
+
+def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 5, seed: int = 0) -> Adaptation:
+    """Fit the ``ridge-op-stage-block`` model of ``table`` to ``measurements``; see the module docstring."""
+    if folds < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, but got folds={folds}")
+    n = len(measurements.archs)
+    if n < MIN_PER_FOLD * folds:
+        raise DataError(f"table adapt needs at least {MIN_PER_FOLD * folds} distinct measured networks for "
+                        f"{folds}-fold cross-validation ({MIN_PER_FOLD} per fold), but {measurements.source} "
+                        f"holds {n}")
+    blocks = Blocks.of(table)
+    features = blocks.features(np.array([table.space.indices(a) for a in measurements.archs]))
+    m, levels = blocks.mapping()
+    x = np.column_stack([np.ones(n), features @ m])
+    raw = table.latency_matrix()[0] + features.sum(axis=1)  # raw block sums: a stored calibration is ignored
+    y = measurements.latency_ms
+    rng = np.random.default_rng(seed)
+    adapted_cv, baseline_cv = np.empty(n), np.empty(n)
+    for test in _folds(n, folds, rng):
+        train = np.setdiff1d(np.arange(n), test)
+        ridge = _choose(x[train], y[train], levels, folds, rng)
+        adapted_cv[test] = x[test] @ _solve(x[train], y[train], _penalty(levels, ridge))
+        scale, offset = np.polyfit(raw[train], y[train], 1)
+        baseline_cv[test] = scale * raw[test] + offset
+    ridge = _choose(x, y, levels, folds, rng)
+    beta = _solve(x, y, _penalty(levels, ridge))
+    theta = beta[1:]
+    coefficients = m @ theta
+    adapted = _adapted(table, blocks, coefficients, float(theta[0]), float(beta[0]), n)
+    result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
+                        dict(zip(LEVELS, ridge)), folds)
+    group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
+    groups = []
+    for label in blocks.groups():
+        members = [k for k, other in enumerate(blocks.labels) if other == label]
+        groups.append({"op": label[0], "stage": label[1], "coefficient": round(float(group_level[members[0]]), 6),
+                       "blocks": {blocks.keys[k]: round(float(coefficients[k]), 6) for k in members},
+                       "layers": list(dict.fromkeys(name for k in members for name in blocks.layers[k]))})
+    adapted.header["adapted"] = {
+        "source": {"path": str(Path(table.path).resolve()) if table.path else None, "digest": table.digest(),
+                   "device": table.device_name, "calibration": table.header.get("calibration"),
+                   **({"adapted": table.header["adapted"]} if "adapted" in table.header else {})},
+        "measurements": {"path": str(Path(measurements.source).resolve()) if measurements.sha256 else
+                         measurements.source, "sha256": measurements.sha256, "networks": n,
+                         "rows": measurements.rows, "duplicates": "averaged"},
+        "model": {"name": MODEL, "formula": "intercept_ms + sum over searchable blocks of (scale + op + stage + "
+                                            "op x stage + block effect) * table latency; stem and head, the same in "
+                                            "every network, are in the intercept (the table scales them by scale, "
+                                            "the rest is its calibration offset)",
+                  "stage": "output channels and output resolution of a block",
+                  "fit": "ridge on relative errors, one strength per level, chosen by k-fold cross-validation",
+                  "scale": float(theta[0]), "intercept_ms": float(beta[0]), "ridge": result.ridge,
+                  "ridge_grid": list(RIDGE_GRID), "folds": folds, "seed": seed, "groups": groups},
+        "cross_validated": {"folds": folds, "adapted": result.adapted.to_dict(),
+                            "scale_offset": result.baseline.to_dict()},
+    }
+    return result
+
+
+def _scaled(record: Record, c: float) -> Record:
+    extra = {k: (v * c if k in ("median_ms", "raw_ms") and isinstance(v, (int, float)) else v)
+             for k, v in record.extra.items()}
+    extra["source_ms"] = record.latency_ms
+    extra["coefficient"] = round(c, 6)
+    return replace(record, latency_ms=record.latency_ms * c, iqr_ms=record.iqr_ms * c, extra=extra)
+
+
+def _adapted(table: LookupTable, blocks: Blocks, coefficients: np.ndarray, scale: float, intercept: float,
+             fitted_on: int) -> LookupTable:
+    """Every block times its coefficient (stem, head and any block outside the space: the common scale), and the
+    offset that makes the table's calibrated sum equal the model: intercept minus the scaled stem and head."""
+    index = {key: k for k, key in enumerate(blocks.keys)}
+    records = [_scaled(r, float(coefficients[index[key]]) if key in index else scale)
+               for key, r in table.records.items()]
+    header = copy.deepcopy(table.header)
+    adapted = LookupTable(header, records)
+    space, batch, dtype = table.space, header["batch"], header["dtype"]
+    fixed = sum(adapted.records[f.block.with_(batch=batch, dtype=dtype).key].latency_ms
+                for f in space.stem + space.head)
+    adapted.set_calibration(Calibration(1.0, intercept - fixed, fitted_on=fitted_on))
+    return adapted
+
+
+def check_output(output: str | Path, *inputs: str | Path) -> Path:
+    """Refuse an output path that names one of the inputs (it would be overwritten)."""
+    output = Path(output)
+    for given in inputs:
+        given = Path(given)
+        same = output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given))
+        if same:
+            raise ConfigError(f"the adapted table must be written to a file other than its inputs, but -o {output} "
+                              f"is the input {given}")
+    return output

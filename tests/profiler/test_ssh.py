@@ -1,0 +1,210 @@
+"""Measuring over ssh, end to end, against a real sshd on 127.0.0.1 started here with its own keys and port.
+
+The target side is a virtual environment with only numpy and onnxruntime: torch is not needed there. The
+tests skip, saying why, where no sshd can run (openssh-server not installed, no account to log into) or the
+target's environment cannot be installed (no package index).
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hwnas.cli import cli
+from hwnas.devices import get_device
+from hwnas.errors import TargetError
+from hwnas.profiler import targets
+from hwnas.profiler.build import profile_space
+from hwnas.profiler.protocol import Protocol
+from hwnas.profiler.targets import parse_target
+from hwnas.space import get_space
+from hwnas.tables import LookupTable
+
+QUICK = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0, calm_wait_s=0)
+CLI_QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--remeasure", "0",
+             "--calm-wait-s", "0"]
+SPACE = ["--space", "spos", "--input", "cifar10", "--width", "0.25", "--resolution", "8"]
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """An sshd on 127.0.0.1 and an ssh configuration that reaches it (`HWNAS_SSH`), with the process tree of
+    the server so a test can drop every connection."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.user = root, _free_port(), os.environ.get("USER") or _login()
+        for name in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+        (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+        os.chmod(root / "authorized_keys", 0o600)
+        (root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+            f"KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\nLogLevel ERROR\n")
+        (root / "ssh_config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {root / 'client_key'}\n  IdentitiesOnly yes\n"
+            f"  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+                                        stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "w"))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()[-300:]}")
+
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    def drop_connections(self) -> None:
+        """Kill every session process the server forked (a dropped connection, from the target's side)."""
+        for pid in _descendants(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        self.drop_connections()
+        self.process.kill()
+        self.process.wait()
+
+
+def _login() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not Path(SSHD).exists():
+        pytest.skip(f"openssh-server is not installed ({SSHD} is missing); .ci/run installs it")
+    root = tmp_path_factory.mktemp("sshd")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
+    try:
+        server = Sshd(root)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"no sshd could run here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def target_python(tmp_path_factory):
+    """A virtual environment with only numpy and onnxruntime: what a board would have."""
+    venv = tmp_path_factory.mktemp("target") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "numpy", "onnxruntime"],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.skip(f"the target's numpy and onnxruntime could not be installed: {install.stderr.strip()[-300:]}")
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0, "the target environment must not have torch"
+    return venv / "bin" / "python"
+
+
+@pytest.fixture
+def over_ssh(sshd, target_python, monkeypatch):
+    monkeypatch.setenv("HWNAS_SSH", f"ssh -F {sshd.root / 'ssh_config'}")
+    url = f"{sshd.url}?python={target_python}"
+    probe = CliRunner().invoke(cli, ["devices", "--on", url])
+    if probe.exit_code != 0:
+        pytest.skip(f"ssh to {sshd.url} failed here: {probe.output.strip()}")
+    return url
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_profile_and_validate_over_ssh(over_ssh, tmp_path):
+    path = tmp_path / "t.jsonl"
+    result = run("profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", over_ssh, "--format", "json",
+                 "-o", path)
+    assert result.exit_code == 0, result.output
+    table = LookupTable.load(path)
+    device = table.header["device"]
+    assert device["target"] == over_ssh.split("?")[0] and device["info"]["torch_loaded"] is False
+    assert {"cpu_model", "kernel", "numpy", "onnxruntime", "execution_providers", "governor"} <= set(device["info"])
+    assert len(table.records) == len(get_space("spos", "cifar10", width=0.25, resolution=8).all_blocks())
+    validated = run("validate", path, "--archs", "4", "--on", over_ssh, "--format", "json")
+    assert validated.exit_code == 0, validated.output
+    rows = json.loads(validated.stdout[validated.stdout.index("{"):])["rows"]
+    assert rows[0]["predictor"] == "table (raw sum)" and rows[0]["mean_abs_pct_error"] >= 0
+
+
+def test_a_dropped_connection_is_one_line_and_the_same_command_resumes(over_ssh, sshd, tmp_path, monkeypatch):
+    path = tmp_path / "t.jsonl"
+    real = targets.Connection.request
+    measured = []
+
+    def request(self, message, **kwargs):
+        if message.get("op") == "measure" and len(measured) == 1:
+            sshd.drop_connections()
+            time.sleep(0.5)
+        answer = real(self, message, **kwargs)
+        measured.append(message.get("op") == "measure") if message.get("op") == "measure" else None
+        return answer
+
+    monkeypatch.setattr(targets.Connection, "request", request)
+    space = get_space("spos", "cifar10", width=0.25, resolution=8)
+    with pytest.raises(TargetError, match=rf"lost the connection to {sshd.url.replace('.', '[.]')}.*; 12 records are "
+                                          rf"kept in .*t.jsonl: run the same command again to resume"):
+        profile_space(space, get_device("ort-mobile"), path, protocol=QUICK, target=parse_target(over_ssh))
+    monkeypatch.setattr(targets.Connection, "request", real)
+    result = run("profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", over_ssh, "-o", path)
+    assert result.exit_code == 0, result.output
+    assert len(LookupTable.load(path).records) == len(space.all_blocks())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda url, s: url.replace(f":{s.port}", f":{_free_port()}"), "could not connect to ssh://"),
+    (lambda url, s: url.replace(f"{s.user}@", "nobody-here@"), "could not connect to ssh://nobody-here@127.0.0.1"),
+    (lambda url, s: url.split("?")[0] + "?python=/nowhere/python3", "has no /nowhere/python3"),
+    (lambda url, s: url.split("?")[0] + f"?python={sys.executable.replace('.venv', '.none')}", "has no "),
+])
+def test_unreachable_refused_or_incomplete_targets_are_one_line(over_ssh, sshd, tmp_path, change, message):
+    result = run("profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", change(over_ssh, sshd),
+                 "-o", tmp_path / "t.jsonl")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "t.jsonl").exists()

@@ -1,0 +1,185 @@
+"""Measuring on a target through a separate process (`--on local`): the same path as over ssh, end to end."""
+
+import json
+import os
+import signal
+
+import pytest
+from click.testing import CliRunner
+
+from hwnas.cli import cli
+from hwnas.devices import get_device
+from hwnas.errors import ConfigError, TargetError
+from hwnas.profiler import targets
+from hwnas.profiler.build import profile_space
+from hwnas.profiler.protocol import Protocol
+from hwnas.profiler.targets import parse_cpus, parse_target
+from hwnas.profiler.validate import validate_table
+from hwnas.space import get_space
+from hwnas.tables import LookupTable
+
+QUICK = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0, calm_wait_s=0)
+CLI_QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--remeasure", "0",
+             "--calm-wait-s", "0"]
+SPACE = ["--space", "spos", "--input", "cifar10", "--width", "0.25", "--resolution", "8"]
+
+
+def space():
+    return get_space("spos", "cifar10", width=0.25, resolution=8)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("text, url, python, ssh", [
+    ("local", "local", None, None),
+    ("local?python=/opt/py/bin/python3", "local", "/opt/py/bin/python3", None),
+    ("ssh://pi@board", "ssh://pi@board", "python3", ["pi@board"]),
+    ("ssh://board:2222?python=/usr/bin/python3.9", "ssh://board:2222", "/usr/bin/python3.9", ["-p", "2222", "board"]),
+])
+def test_targets_parse(text, url, python, ssh, monkeypatch):
+    monkeypatch.delenv("HWNAS_SSH", raising=False)
+    target = parse_target(text)
+    assert target.url == url and (python is None or target.python == python)
+    if ssh is None:
+        assert target.ssh is None and target.command(["x"]) == ["x"]
+    else:
+        assert target.ssh[0] == "ssh" and list(target.ssh[-len(ssh):]) == ssh and "BatchMode=yes" in target.ssh
+        assert target.command(["python3", "-c", "print(1)"])[-1] == "python3 -c 'print(1)'"
+    monkeypatch.setenv("HWNAS_SSH", "ssh -F /tmp/my config")
+    if ssh is not None:
+        assert parse_target(text).ssh[:3] == ("ssh", "-F", "/tmp/my")
+
+
+@pytest.mark.parametrize("text", ["", "ssh://", "ssh://a@b@c", "http://board", "localhost", "ssh://board:port"])
+def test_unparsable_targets_are_one_line_errors(text):
+    with pytest.raises(ConfigError, match="a target must be local or ssh://"):
+        parse_target(text)
+
+
+def test_cpus_parse():
+    assert parse_cpus("2") == [2] and parse_cpus("0-2,5") == [0, 1, 2, 5] and parse_cpus(None) is None
+    with pytest.raises(ConfigError, match="--pin takes CPU numbers such as 2, 2,3 or 0-3, but got 'x'"):
+        parse_cpus("x")
+
+
+def test_the_bundle_holds_no_torch():
+    """What the target runs imports only the standard library, numpy, onnxruntime and itself."""
+    import ast
+
+    allowed = {"__future__", "abc", "base64", "collections", "dataclasses", "functools", "glob", "hashlib",
+               "itertools", "json", "math", "os", "platform", "random", "shutil", "sys", "time", "typing",
+               "numpy", "onnxruntime", "hwnas"}
+    for relative in targets.BUNDLE:
+        tree = ast.parse((targets.PACKAGE / relative).read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert {n.split(".")[0] for n in names} <= allowed, relative
+
+
+def test_profile_resume_and_validate_on_a_local_target(tmp_path):
+    device = get_device("ort-mobile")
+    path = tmp_path / "t.jsonl"
+
+    class Stop(Exception):
+        pass
+
+    def stop(written):
+        raise Stop  # the host process stops right after a batch was written, as a kill would
+
+    with pytest.raises(Stop):
+        profile_space(space(), device, path, protocol=QUICK, batch_blocks=12, on_batch=stop,
+                      target=parse_target("local"))
+    first = path.read_text().splitlines()
+    assert len(first) == 1 + 12
+    header = json.loads(first[0])
+    assert header["device"]["target"] == "local" and header["device"]["info"]["torch_loaded"] is False
+    result = run("profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", "local", "-o", path)
+    assert result.exit_code == 0, result.output
+    table = LookupTable.load(path)
+    assert len(table.records) == len(space().all_blocks())
+    assert [json.loads(line)["key"] for line in first[1:]] == list(table.records)[:12], "nothing measured twice"
+    assert table.header["device"]["comparable"]["cpu_model"] and table.header["reference_level_ms"] > 0
+    report = validate_table(table, device, archs=4, target=parse_target("local"))
+    assert len(report.archs) == 4 and (report.measured_ms > 0).all()
+    refused = run("validate", path, "--archs", "4")
+    assert refused.exit_code == 2 and "was measured on local: measure there with --on local" in refused.output
+
+
+def test_a_lost_measuring_process_says_how_many_records_are_kept(tmp_path, monkeypatch):
+    path = tmp_path / "t.jsonl"
+    real = targets.Connection.request
+    answered = []
+
+    def request(self, message, **kwargs):
+        if message.get("op") == "measure" and len(answered) == 1:
+            os.kill(self.process.pid, signal.SIGKILL)  # the target dies, as a dropped connection leaves it
+        answer = real(self, message, **kwargs)
+        if message.get("op") == "measure":
+            answered.append(1)
+        return answer
+
+    monkeypatch.setattr(targets.Connection, "request", request)
+    with pytest.raises(TargetError, match=r"the measuring process on local stopped with exit code -9; 12 records are "
+                                          r"kept in .*t.jsonl: run the same command again to resume"):
+        profile_space(space(), get_device("ort-mobile"), path, protocol=QUICK, target=parse_target("local"))
+    monkeypatch.setattr(targets.Connection, "request", real)
+    table = profile_space(space(), get_device("ort-mobile"), path, protocol=QUICK, target=parse_target("local"))
+    assert len(table.records) == len(space().all_blocks())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--on", "ftp://x"], "a target must be local or ssh://"),
+    (["--on", "local", "--device", "cpu"], "a target runs ONNX Runtime devices (ort-mobile, ort-cpu), but got device "
+                                           "'cpu'"),
+    (["--pin", "0"], "--pin and --keep apply to measurements on a target: give --on TARGET"),
+    (["--on", "local", "--pin", "x"], "--pin takes CPU numbers"),
+    (["--on", "local?python=/nowhere/python3"], "could not start /nowhere/python3 for target local"),
+])
+def test_bad_target_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    device = [] if "--device" in args else ["--device", "ort-mobile"]
+    result = run("profile", *SPACE, *device, *CLI_QUICK, *args, "-o", tmp_path / "t.jsonl")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_target_without_numpy_or_onnxruntime_names_them(tmp_path):
+    import subprocess
+    import sys
+
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = run("devices", "--on", f"local?python={bare / 'bin' / 'python'}")
+    assert result.exit_code == 2
+    assert "lacks numpy and onnxruntime" in result.output and "-m pip install numpy onnxruntime" in result.output
+
+
+def test_devices_on_a_target_prints_its_fingerprint():
+    result = run("devices", "--on", "local", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["device"] for r in rows] == ["ort-mobile", "ort-cpu"] and rows[0]["available"]
+    fingerprint = rows[0]["fingerprint"]
+    assert {"cpu_model", "machine", "cores_online", "governor", "kernel", "python", "numpy", "onnxruntime",
+            "execution_providers", "temperature_c"} <= set(fingerprint)
+
+
+def test_keep_leaves_the_work_directory_and_pin_restricts_the_cores(tmp_path):
+    from pathlib import Path
+
+    from hwnas.profiler.remote import RemoteSession
+
+    session = RemoteSession(get_device("ort-mobile"), QUICK, parse_target("local"), keep=True, pin=[0])
+    try:
+        assert session.fingerprint["usable_cores"] == 1 and session.device_header()["info"]["pinned_cpus"] == [0]
+        workdir = Path(session.workdir)
+        assert (workdir / "hwnas" / "profiler" / "protocol.py").is_file()
+    finally:
+        session.close()
+    assert workdir.is_dir(), "kept"
+    session = RemoteSession(get_device("ort-mobile"), QUICK, parse_target("local"))
+    session.close()
+    assert not Path(session.workdir).exists(), "removed at the end"

@@ -60,7 +60,7 @@ def check_same_device(table: LookupTable, device: Device | dict) -> None:
     measured on; ``device`` is a device of this host or a session's `device_header`."""
     header = device_header(device) if isinstance(device, Device) else device
     theirs, ours = table.header["device"].get("target"), header.get("target")
-    if theirs != ours:
+    if (theirs is None) != (ours is None):  # two targets of one kind compare by their fingerprints below
         where = f"on {theirs}: measure there with --on {theirs}" if theirs else "on the host it was built on"
         raise TableError(f"validation must run on the device the table was measured on, but table "
                          f"{table.path} was measured {where}")

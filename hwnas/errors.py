@@ -56,3 +56,14 @@ def require(condition: bool, message: str, error: type[HwnasError] = ConfigError
     """Raise ``error(message)`` unless ``condition`` holds."""
     if not condition:
         raise error(message)
+
+
+def require_finite(settings: object) -> None:
+    """Refuse a dataclass of settings whose float fields hold an infinity or NaN, naming the first."""
+    import dataclasses
+    import math
+
+    for field in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{field.name} must be a finite number, but got {field.name}={value}")

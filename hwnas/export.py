@@ -15,7 +15,6 @@ module, and an ONNX file checked against PyTorch in ONNX Runtime.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwnas.errors import CheckpointError, ConfigError
-from hwnas.search.results import BEST, CONFIG, SWEEP, read_json, write_json
+from hwnas.errors import CheckpointError, ConfigError, HwnasError
+from hwnas.files import dump_json, write_atomic
+from hwnas.search.results import BEST, CONFIG, SWEEP, SWEEP_FIELDS, read_best, read_search_json, write_json
 from hwnas.space import Architecture, SearchSpace, space_from_description
 
 OPSET = 18
@@ -64,17 +64,19 @@ def arch_from_search(path: str | Path) -> tuple[SearchSpace, Architecture, dict]
     if not path.exists():
         raise CheckpointError(f"a search directory or its best.json must exist, but {path} does not")
     if path.is_dir() and (path / SWEEP).exists():
-        names = read_json(path / SWEEP, "a sweep's sweep.json").get("searches", [])
+        names = read_search_json(path / SWEEP, "a sweep's sweep.json", SWEEP_FIELDS)["searches"]
         raise CheckpointError(f"{path} is a sweep over several targets; export one of its searches: "
                               f"{', '.join(str(path / n) for n in names)}")
     best_path = path / BEST if path.is_dir() else path
     if not best_path.is_file():
         hint = " (no feasible candidate was found)" if (path / CONFIG).exists() else ""
         raise CheckpointError(f"exporting a search needs its {BEST}, but {best_path} does not exist{hint}")
-    best = read_json(best_path, "a search's best.json")
-    if "space" not in best or "ops" not in best:
-        raise CheckpointError(f"{best_path} is not a search's best.json (it lacks 'space' or 'ops')")
-    space = space_from_description(best["space"])
+    best = read_best(best_path)
+    try:
+        space = space_from_description(best["space"])
+    except (HwnasError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"a search's best.json must describe a space hwnas can build, but {best_path} does "
+                              f"not ({' '.join(str(exc).split())})") from None
     arch = space.validate(Architecture(tuple(best["ops"])))
     figures = {k: best[k] for k in ("accuracy", "latency_ms", "macs", "params", "target_latency_ms") if k in best}
     return space, arch, {"search": str(path), **figures}
@@ -109,7 +111,7 @@ def export_architecture(space: SearchSpace, arch: Architecture | str, directory:
     rebuilt = space_from_description(space.describe()).build(arch)
     rebuilt.load_state_dict(model.state_dict())
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "arch.json").write_text(arch.to_json(space) + "\n")
+    write_atomic(directory / "arch.json", arch.to_json(space) + "\n")
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, directory / "model.pt")
     shape = [batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution]
     meta: dict[str, Any] = {
@@ -128,7 +130,7 @@ def export_architecture(space: SearchSpace, arch: Architecture | str, directory:
                         "checked_on": "ONNX Runtime CPUExecutionProvider, one random batch of 2"}
         files.append("model.onnx")
     write_json(directory / "model.json", meta)
-    (directory / "load_model.py").write_text(LOAD_SCRIPT)
+    write_atomic(directory / "load_model.py", LOAD_SCRIPT)
     return ExportResult(directory, tuple(files), diff)
 
 
@@ -152,4 +154,4 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> fl
 
 def _space_name(description: dict) -> str:
     extras = {k: v for k, v in description.items() if k not in ("space", "input")}
-    return f"{description['space']}/{description['input']['name']} {json.dumps(extras, sort_keys=True)}"
+    return f"{description['space']}/{description['input']['name']} {dump_json(extras, sort_keys=True)}"

@@ -2,15 +2,18 @@
 
 `write_atomic` replaces a whole file (temporary file, fsync, rename): a reader sees the old file or the new
 one, never half of either. `append_line` adds one line and forces it to disk before returning, which is
-how tables and logs grow record by record.
+how tables and logs grow record by record. `dump_json` is the one way hwnas turns data into JSON: strict
+JSON only (no NaN or Infinity, which other parsers refuse). `hwnas.readers` is the reading side.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], None]) -> Path:
@@ -34,3 +37,33 @@ def append_line(file: IO[str], line: str) -> None:
     file.write(line + "\n")
     file.flush()
     os.fsync(file.fileno())
+
+
+def dump_json(data: Any, *, nan_as_null: bool = False, indent: int | None = None, sort_keys: bool = False) -> str:
+    """``data`` as strict JSON text.
+
+    numpy scalars and arrays become numbers and lists, paths strings. A NaN becomes null where the caller
+    says it stands for "not known" (``nan_as_null``); any other non-finite number is a bug of the caller, so
+    it is a ValueError naming where in ``data`` it lies, never a file other programs cannot read.
+    """
+    return json.dumps(_plain(data, nan_as_null, "data"), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def _plain(value: Any, nan_as_null: bool, where: str) -> Any:
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) and nan_as_null:
+            return None
+        if not math.isfinite(value):
+            raise ValueError(f"JSON holds finite numbers only, but {where} is {value}")
+        return value
+    if isinstance(value, Mapping):
+        return {key: _plain(v, nan_as_null, f"{where}[{key!r}]") for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, nan_as_null, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # numpy scalars and arrays
+        return _plain(value.tolist(), nan_as_null, where)
+    raise TypeError(f"JSON holds numbers, strings, lists and objects, but {where} is a {type(value).__name__}")

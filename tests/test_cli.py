@@ -64,12 +64,13 @@ def test_arch_from_json_file(tmp_path):
     (("arch", "spos", "shuffle_k3-xception"), "one op per layer (20 layers), but got 2 ops"),
     (("arch", "spos", "-".join(["shuffle_k3"] * 19 + ["k3_e6"])),
      "layer 20 of space 'spos' allows ops shuffle_k3, shuffle_k5, shuffle_k7, xception, but got 'k3_e6'"),
-    (("arch", "spos", "SPOS", "--width", "0"), "width multiplier must be > 0, but got width=0.0"),
+    (("arch", "spos", "SPOS", "--width", "0"), "Invalid value for '--width': must be a finite number > 0 and <= 16, "
+                                               "but got '0'"),
     (("spaces", "--input", "svhn"), "unknown input profile 'svhn'"),
     # click's own usage errors are one line too, without the usage text
     (("profile", "--space", "fbnet", "--statistic", "avg", "-o", "x.jsonl"),
      "Invalid value for '--statistic': 'avg' is not one of 'min', 'median'."),
-    (("profile", "--space", "fbnet", "--rounds", "x", "-o", "x.jsonl"), "'x' is not a valid integer"),
+    (("profile", "--space", "fbnet", "--rounds", "x", "-o", "x.jsonl"), "Invalid value for '--rounds': must be a finite integer >= 3 and <= 1000, but got 'x'"),
     (("profile", "-o", "x.jsonl"), "Missing option '--space'"),
     (("nosuch",), "No such command 'nosuch'"),
 ])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import hwnas.search  # noqa: F401  (imported before a test replaces open_evaluator, which it imports by name)
 import hwnas.training
 from hwnas.cli import cli
 from hwnas.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
@@ -94,7 +95,9 @@ def test_random_sweep(tables, tmp_path, fake_supernet):
 @pytest.mark.parametrize("args,message", [
     (("--target-latency", "fast"), "a target latency must be a positive duration such as 3ms, 2.5ms or 500us, "
                                    "but got 'fast'"),
-    (("--target-latency", "0ms"), "a target latency must be > 0, but got '0ms'"),
+    (("--target-latency", "0ms"), "a target latency must be a finite duration > 0, but got '0ms'"),
+    (("--target-latency", "1e309ms"), "a target latency must be a finite duration > 0, but got '1e309ms'"),
+    (("--max-macs", "inf"), "a MACs bound must be a positive count such as 300M"),
     (("--target-latency", "-2ms"), "a target latency must be a positive duration"),
     (("--target-latency", "0.001ms"), "the target latency must be reachable, but 0.001 ms is below the smallest "
                                       "latency of space 'spos' on cpu ("),

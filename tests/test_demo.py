@@ -75,8 +75,8 @@ def test_demo_on_a_fresh_machine_uses_the_embedded_subset(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "epochs must be >= 1, but got epochs=0"),
-    (["--population", "0"], "population must be an integer >= 1, but got population=0"),
+    (["--epochs", "0"], "Invalid value for '--epochs': must be a finite integer >= 1, but got '0'"),
+    (["--population", "0"], "Invalid value for '--population': must be a finite integer >= 1, but got '0'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--threads", "0"], "threads must be 'auto' or an integer >= 1, but got '0'"),
     (["--data-root", "{tmp}/nowhere"], "dataset 'fashion-mnist' not found under"),

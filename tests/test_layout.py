@@ -102,4 +102,5 @@ def test_the_protocol_imports_no_torch():
     deps = imported(PACKAGE / "profiler" / "protocol.py")
     assert {d.split(".")[0] for d in deps} <= {"__future__", "abc", "collections", "dataclasses", "math", "random",
                                                 "time", "typing", "numpy", "hwnas"}
-    assert {d for d in deps if d.startswith("hwnas")} <= {"hwnas.errors", "hwnas.errors.require"}
+    assert {d for d in deps if d.startswith("hwnas")} <= {"hwnas.errors", "hwnas.errors.require",
+                                                           "hwnas.errors.require_finite"}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 
-from hwnas.cli.options import default_of, format_option, threads_option
+from hwnas.cli.options import POSITIVE, RESOLUTION, SEED, WIDTH, Number, default_of, format_option, output_path, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.demo import DemoSettings
@@ -19,18 +18,18 @@ def _default(name: str):
 
 @click.command()
 @click.option("-o", "--output", default="hwnas-demo", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Directory for every file the demo writes.")
+              type=click.Path(file_okay=False), callback=output_path, help="Directory for every file the demo writes.")
 @click.option("--space", default=_default("space"), show_default=True)
-@click.option("--width", type=float, default=_default("width"), show_default=True)
-@click.option("--resolution", type=int, default=_default("resolution"), show_default=True,
+@click.option("--width", type=WIDTH, default=_default("width"), show_default=True)
+@click.option("--resolution", type=RESOLUTION, default=_default("resolution"), show_default=True,
               help="Input size: Fashion-MNIST's 28x28 images are resized to it.")
 @click.option("--device", default=_default("device"), show_default=True, help="Device the table is measured on.")
-@click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Supernet training epochs.")
-@click.option("--steps-per-epoch", type=int, default=_default("steps_per_epoch"), show_default=True,
+@click.option("--epochs", type=POSITIVE, default=_default("epochs"), show_default=True, help="Supernet training epochs.")
+@click.option("--steps-per-epoch", type=Number(int, 1), default=_default("steps_per_epoch"), show_default=True,
               help="Training steps per epoch (the same on the full data set and on the embedded subset).")
-@click.option("--generations", type=int, default=_default("generations"), show_default=True,
+@click.option("--generations", type=POSITIVE, default=_default("generations"), show_default=True,
               help="Evolution generations per target.")
-@click.option("--population", type=int, default=_default("population"), show_default=True,
+@click.option("--population", type=POSITIVE, default=_default("population"), show_default=True,
               help="Evolution population.")
 @click.option("--data-root", default=None,
               help="Where Fashion-MNIST is [default: the cache, then Debian's package, else the subset embedded in "
@@ -38,7 +37,7 @@ def _default(name: str):
 @click.option("--download", is_flag=True, help="Download the full Fashion-MNIST when it is found nowhere (without it, "
                                                "the embedded subset is used).")
 @threads_option
-@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@click.option("--seed", type=SEED, default=_default("seed"), show_default=True)
 @format_option
 def demo(output, space, width, resolution, device, epochs, steps_per_epoch, generations, population, data_root,
          download, threads, seed, fmt) -> None:

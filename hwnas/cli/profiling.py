@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 import numpy as np
 
-from hwnas.cli.options import default_of, format_option, options
+from hwnas.cli.options import BATCH, RESOLUTION, SEED, WIDTH, Number, default_of, format_option, options, output_path
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.profiler.protocol import STATISTICS, Protocol
@@ -90,26 +91,26 @@ def _target_devices(text: str, fmt: str) -> None:
 @click.command()
 @click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
 @click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of the space.")
-@click.option("--resolution", type=int, default=None,
+@click.option("--width", type=WIDTH, default=1.0, show_default=True, help="Width multiplier of the space.")
+@click.option("--resolution", type=RESOLUTION, default=None,
               help="Input size, as `hwnas train --resolution` resizes images [default: the input profile's].")
 @click.option("--device", "device_name", default="cpu", show_default=True, help="Device backend (see `hwnas devices`).")
-@click.option("--threads", type=int, default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
-@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--threads", type=Number(int, 1, 1024), default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
+@click.option("--batch-size", type=BATCH, default=1, show_default=True)
 @click.option("--precision", default=None, help="fp32 (default), or int8 on ort-mobile / ort-cpu.")
-@click.option("--rounds", type=int, default=_protocol_default("rounds"), show_default=True,
+@click.option("--rounds", type=Number(int, 3, 1000), default=_protocol_default("rounds"), show_default=True,
               help="Timed blocks per entry.")
-@click.option("--min-block-ms", type=float, default=_protocol_default("min_block_s", 1e3), show_default=True,
+@click.option("--min-block-ms", type=Number(float, 0, 60000, low_open=True), default=_protocol_default("min_block_s", 1e3), show_default=True,
               help="Target duration of one timed block.")
-@click.option("--rotate", type=int, default=_protocol_default("rotate"), show_default=True,
+@click.option("--rotate", type=Number(int, 1, 64), default=_protocol_default("rotate"), show_default=True,
               help="Copies of weights and inputs cycled through.")
-@click.option("--warmup-ms", type=float, default=_protocol_default("warmup_s", 1e3), show_default=True,
+@click.option("--warmup-ms", type=Number(float, 0, 600000), default=_protocol_default("warmup_s", 1e3), show_default=True,
               help="Warm-up of each entry before timing.")
 @click.option("--statistic", type=click.Choice(STATISTICS), default=default_of(Protocol, "statistic"),
               show_default=True,
               help="Which summary of an entry's timed blocks is its latency (min: other work on the machine only "
                    "adds time; median and IQR are recorded either way).")
-@click.option("--remeasure", type=int, default=_protocol_default("remeasure"), show_default=True,
+@click.option("--remeasure", type=Number(int, 0, 10), default=_protocol_default("remeasure"), show_default=True,
               help="Extra attempts for a noisy entry or a batch caught by a burst of other work, and whether entries "
                    "still measured in a burst are measured once more at the end (0: measure once).")
 @click.option("--drift-correction/--no-drift-correction", default=default_of(Protocol, "drift_correction"),
@@ -118,13 +119,13 @@ def _target_devices(text: str, fmt: str) -> None:
                    "again) and, when the table is complete, scale each entry by the reference's fastest time over "
                    "the table (median with --statistic median) over its time beside that entry (raw times are kept "
                    "in every record).")
-@click.option("--calm-wait-s", type=float, default=_protocol_default("calm_wait_s"), show_default=True,
+@click.option("--calm-wait-s", type=Number(float, 0, 3600), default=_protocol_default("calm_wait_s"), show_default=True,
               help="The longest one batch waits for a burst of other work to pass.")
-@click.option("--calm-budget-s", type=float, default=_protocol_default("calm_budget_s"), show_default=True,
+@click.option("--calm-budget-s", type=Number(float, 0, 86400), default=_protocol_default("calm_budget_s"), show_default=True,
               help="The longest the whole run waits for bursts to pass, all batches together.")
 @click.option("--force", is_flag=True, help="Start again when FILE was measured with another device, protocol or space "
                                             "(the old file is kept as FILE.bak).")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), callback=output_path,
               help="Table file (JSON Lines). An existing one is resumed.")
 @options(*_target_options())
 @format_option
@@ -161,13 +162,13 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
 
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--archs", type=int, default=100, show_default=True, help="Random architectures measured end to end.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--repeats", type=int, default=1, show_default=True,
+@click.option("--archs", type=Number(int, 4, 100000), default=100, show_default=True, help="Random architectures measured end to end.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--repeats", type=Number(int, 1, 100), default=1, show_default=True,
               help="Measure every architecture this many times, each time beside other networks, and use the mean; "
                    "with 2 or more, the second measurement against the first is printed as the noise floor.")
 @click.option("--save", is_flag=True, help="Store the fitted calibration in the table.")
-@click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--details", type=click.Path(dir_okay=False), callback=output_path, default=None,
               help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
                    "with --repeats, each run).")
 @options(*_target_options())
@@ -184,6 +185,8 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     """
     import pandas as pd
 
+    from hwnas.files import write_atomic
+    from hwnas.outputs import check_output_file, file_lock
     from hwnas.profiler.session import table_device
     from hwnas.profiler.validate import check_measurable, validate_table
     from hwnas.tables import LookupTable
@@ -192,14 +195,17 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     check_measurable(t)
     device = table_device(t)
     target, cpus, keep = _target(target, pin, keep)
-    with ProgressDisplay() as progress:
+    if details is not None:  # refused now, not after every architecture was measured
+        check_output_file(details, "--details")
+    # --save rewrites the table: no other writer meanwhile
+    with file_lock(path, "table") if save else nullcontext(), ProgressDisplay() as progress:
         report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats, on_progress=progress,
                                 target=target, keep=keep, pin=cpus)
-    if details:
-        pd.DataFrame(report.arch_rows()).to_csv(details, index=False)
-    if save:
-        t.set_calibration(report.calibration)
-        t.save()
+        if details:
+            write_atomic(details, pd.DataFrame(report.arch_rows()).to_csv(index=False))
+        if save:
+            t.set_calibration(report.calibration)
+            t.save()
     extra = {"table": str(path), "device": t.device_name, "archs": len(report.archs), "repeats": repeats,
              "fitted_on": len(report.fit_index), "tested_on": len(report.test_index),
              "measured": "as timed" if report.timed_ms is None else

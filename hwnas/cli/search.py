@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hwnas.cli.options import default_of, format_option, threads_option
+from hwnas.cli.options import BATCH, FRACTION, POSITIVE, SEED, WIDTH, Number, default_of, format_option, output_path, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
@@ -31,7 +31,7 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
               help="Search strategy: random, evolution or differentiable.")
 @click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
 @click.option("--input", "profile_name", default=None, help="Input profile (default: the first table's).")
-@click.option("--width", type=float, default=None, help="Width multiplier (default: the first table's).")
+@click.option("--width", type=WIDTH, default=None, help="Width multiplier (default: the first table's).")
 @click.option("--table", "table_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Lookup table; repeat for several devices. The first constrains, all are reported.")
 @click.option("--target-latency", "target", required=True,
@@ -44,40 +44,40 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--dataset", default=None, help="Dataset of the validation split (default: the supernet's).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
-@click.option("--bn-batches", type=int, default=None, help="Training batches that recalibrate BN per candidate.")
-@click.option("--val-batches", type=int, default=None, help="Validation batches per candidate (default: all).")
-@click.option("--batch-size", type=int, default=None, help="Batch size of recalibration and validation.")
+@click.option("--bn-batches", type=POSITIVE, default=None, help="Training batches that recalibrate BN per candidate.")
+@click.option("--val-batches", type=POSITIVE, default=None, help="Validation batches per candidate (default: all).")
+@click.option("--batch-size", type=BATCH, default=None, help="Batch size of recalibration and validation.")
 @click.option("--eval-device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where candidates are evaluated (default: cuda when available).")
 @threads_option
-@click.option("--samples", type=int, default=None, help=f"random: feasible architectures evaluated (default {default_of(RandomSearch, 'samples')}).")
-@click.option("--population", type=int, default=None, help=f"evolution: architectures per generation (default {default_of(Evolution, 'population')}).")
-@click.option("--generations", type=int, default=None,
+@click.option("--samples", type=Number(int, 1, 10**7), default=None, help=f"random: feasible architectures evaluated (default {default_of(RandomSearch, 'samples')}).")
+@click.option("--population", type=Number(int, 1, 10**5), default=None, help=f"evolution: architectures per generation (default {default_of(Evolution, 'population')}).")
+@click.option("--generations", type=Number(int, 1, 10**5), default=None,
               help=f"evolution: generations incl. the random first (default {default_of(Evolution, 'generations')}).")
-@click.option("--parents", type=int, default=None, help=f"evolution: best architectures bred from (default {default_of(Evolution, 'parents')}).")
-@click.option("--mutation-prob", type=float, default=None,
+@click.option("--parents", type=Number(int, 1, 10**5), default=None, help=f"evolution: best architectures bred from (default {default_of(Evolution, 'parents')}).")
+@click.option("--mutation-prob", type=FRACTION, default=None,
               help=f"evolution: per-layer mutation probability (default {default_of(Evolution, 'mutation_prob')}).")
 @click.option("--crossover/--no-crossover", default=None,
               help="evolution: half of each generation by crossover (default on).")
-@click.option("--patience", type=int, default=None, help="Rejected draws in a row before sampling gives up.")
-@click.option("--epochs", type=int, default=None, help=f"differentiable: joint epochs (default {default_of(DifferentiableSearch, 'epochs')}).")
-@click.option("--warmup-epochs", type=int, default=None, help=f"differentiable: weights-only epochs first (default {default_of(DifferentiableSearch, 'warmup_epochs')}).")
-@click.option("--steps-per-epoch", type=int, default=None,
+@click.option("--patience", type=Number(int, 1, 10**9), default=None, help="Rejected draws in a row before sampling gives up.")
+@click.option("--epochs", type=Number(int, 1, 10**5), default=None, help=f"differentiable: joint epochs (default {default_of(DifferentiableSearch, 'epochs')}).")
+@click.option("--warmup-epochs", type=Number(int, 0, 10**5), default=None, help=f"differentiable: weights-only epochs first (default {default_of(DifferentiableSearch, 'warmup_epochs')}).")
+@click.option("--steps-per-epoch", type=Number(int, 0, 10**9), default=None,
               help="differentiable: batches per epoch (default: the whole training split).")
 @click.option("--sampling", type=click.Choice(["gumbel-hard", "gumbel", "softmax"]), default=None,
               help=f"differentiable: op weights of the forward pass (default {default_of(DifferentiableSearch, 'sampling')}).")
 @click.option("--hw-loss", type=click.Choice(["squared", "proxyless"]), default=None,
               help="differentiable: w*(E[lat]-T)^2 in % of T (seed), or CE*(log E[lat]/log T)^beta (ProxylessNAS).")
-@click.option("--hc-weight", type=float, default=None, help=f"differentiable: w of the squared loss (default {default_of(DifferentiableSearch, 'hc_weight')}).")
-@click.option("--beta", type=float, default=None, help=f"differentiable: beta of the proxyless loss (default {default_of(DifferentiableSearch, 'beta')}).")
-@click.option("--arch-lr", type=float, default=None, help=f"differentiable: SGD lr of alpha (default {default_of(DifferentiableSearch, 'arch_lr')}).")
-@click.option("--lr", type=float, default=None, help=f"differentiable: SGD lr of the weights (default {default_of(DifferentiableSearch, 'lr')}).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hc-weight", type=Number(float, 0), default=None, help=f"differentiable: w of the squared loss (default {default_of(DifferentiableSearch, 'hc_weight')}).")
+@click.option("--beta", type=Number(float, 0), default=None, help=f"differentiable: beta of the proxyless loss (default {default_of(DifferentiableSearch, 'beta')}).")
+@click.option("--arch-lr", type=Number(float, 0, low_open=True), default=None, help=f"differentiable: SGD lr of alpha (default {default_of(DifferentiableSearch, 'arch_lr')}).")
+@click.option("--lr", type=Number(float, 0, low_open=True), default=None, help=f"differentiable: SGD lr of the weights (default {default_of(DifferentiableSearch, 'lr')}).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--references/--no-references", default=True, show_default=True,
               help="Place the space's reference architectures beside the candidates.")
 @click.option("--force", is_flag=True,
               help="Start again in a SEARCH_DIR that holds a search with another configuration.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="SEARCH_DIR.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path, help="SEARCH_DIR.")
 @format_option
 def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir, dataset,
            data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
@@ -153,7 +153,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
 
 @click.command()
 @click.argument("search_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=output_path,
               help="Chart file: .png, .svg or .pdf.")
 @click.option("--table", "tables", multiple=True,
               help="Table label(s) to plot (a search's latency_ms[LABEL] columns), or 'all'; default: the "
@@ -167,11 +167,13 @@ def plot(search_dirs, output, tables, measured, fmt) -> None:
     A sweep directory stands for all its targets; several searches (or devices) are overlaid.
     """
     from hwnas.errors import ConfigError
+    from hwnas.outputs import check_output_file
     from hwnas.search.measure import measure_front
     from hwnas.search.pareto import chart_data
     from hwnas.search.plot import FORMATS, draw_chart
     from hwnas.search.results import expand_search_dirs, load_search
 
+    check_output_file(output, "a chart file")
     if output.suffix.lower() not in FORMATS:
         raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {output.name!r}")
     records = [load_search(p) for p in expand_search_dirs(search_dirs)]
@@ -200,13 +202,13 @@ def plot(search_dirs, output, tables, measured, fmt) -> None:
 @click.option("--space", "space_name", default=None,
               help="Search space of ARCH (a search directory knows its own).")
 @click.option("--input", "profile_name", default="imagenet", show_default=True, help="Input profile of ARCH.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier of ARCH's space.")
+@click.option("--width", type=WIDTH, default=1.0, show_default=True, help="Width multiplier of ARCH's space.")
 @click.option("--supernet", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Take the weights from this trained supernet (inherited through SuperNet.subnet).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation without --supernet.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the initialisation without --supernet.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True,
               help="Also write model.onnx (checked in ONNX Runtime).")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="DIR.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path, help="DIR.")
 @format_option
 def export(source, space_name, profile_name, width, run_dir, seed, onnx, output, fmt) -> None:
     """Write an architecture as JSON, PyTorch weights + build recipe, and ONNX.
@@ -216,8 +218,10 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output,
     """
     from hwnas.errors import ConfigError
     from hwnas.export import arch_from_search, export_architecture
+    from hwnas.outputs import check_output_dir
     from hwnas.space import resolve_arch
 
+    check_output_dir(output, "the export directory")
     path = Path(source)
     if path.is_dir() or path.name == "best.json":
         space, arch, figures = arch_from_search(path)

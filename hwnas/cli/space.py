@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.cli.options import format_option
+from hwnas.cli.options import WIDTH, format_option
 from hwnas.cli.output import human, render
 
 
@@ -31,7 +31,10 @@ def spaces(profile: str, fmt: str) -> None:
 @format_option
 def references(space: str | None, fmt: str) -> None:
     """List the reference architectures with their published and counted ImageNet MACs/params."""
-    from hwnas.space import REFERENCES, reference_cost
+    from hwnas.space import REFERENCES, SPACES, reference_cost
+
+    if space is not None:
+        SPACES.get(space)  # an unknown space is an error, not an empty list
 
     rows = []
     for name in REFERENCES:
@@ -51,7 +54,7 @@ def references(space: str | None, fmt: str) -> None:
 @click.argument("space_name", metavar="SPACE")
 @click.argument("arch_text", metavar="ARCH")
 @click.option("--input", "profile", default="imagenet", show_default=True, help="Input profile.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier.")
+@click.option("--width", type=WIDTH, default=1.0, show_default=True, help="Width multiplier.")
 @format_option
 def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) -> None:
     """Per-block MACs and params of one architecture of SPACE.

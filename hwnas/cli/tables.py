@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hwnas.cli.options import format_option
+from hwnas.cli.options import SEED, Number, format_option, output_path
 from hwnas.cli.output import render
 
 
@@ -47,9 +47,9 @@ def show(path: Path, sort: str, fmt: str) -> None:
 @table.command()
 @click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--archs", type=int, default=1000, show_default=True,
+@click.option("--archs", type=Number(int, 2, 10**6), default=1000, show_default=True,
               help="Random architectures whose predicted latencies are rank-correlated between the tables.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @format_option
 def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
     """Compare two tables of one space on two devices: per-block ratio B/A and rank correlations.
@@ -88,11 +88,11 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
 @table.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("measured", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=output_path, required=True,
               help="The adapted table (written atomically; never one of the inputs).")
-@click.option("--folds", type=int, default=5, show_default=True,
+@click.option("--folds", type=Number(int, 2, 1000), default=5, show_default=True,
               help="Cross-validation folds: for the held-out figures and to choose the ridge strengths.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the fold assignment.")
 @format_option
 def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: str) -> None:
     """Adapt a table to a target where only whole networks can be timed, from MEASURED (CSV: arch, latency_ms).

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hwnas.cli.options import data_options, default_of, format_option, options
+from hwnas.cli.options import BATCH, RESOLUTION, SEED, WIDTH, Number, data_options, default_of, format_option, options, output_path
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.errors import ConfigError
@@ -41,32 +41,33 @@ def _training_options() -> list:
         click.option("--dataset", required=True,
                      help=f"Dataset: {', '.join(DATASETS)} (fashion-mnist is the embedded fashion-mnist-subset "
                           f"where the full set is not found and --download is not given)."),
-        click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), metavar="RUN_DIR",
+        click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), callback=output_path,
+                     metavar="RUN_DIR",
                      help="Run directory (created, or resumed if it holds this run)."),
-        click.option("--epochs", type=int, default=_default("epochs"), show_default=True),
-        click.option("--steps-per-epoch", type=int, default=_default("steps_per_epoch"), show_default=True,
+        click.option("--epochs", type=Number(int, 1, 10**5), default=_default("epochs"), show_default=True),
+        click.option("--steps-per-epoch", type=Number(int, 0, 10**9), default=_default("steps_per_epoch"), show_default=True,
                      help="Training steps per epoch (0: one pass over the training split)."),
-        click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True,
+        click.option("--batch-size", type=BATCH, default=_default("batch_size"), show_default=True,
                      help="Per process."),
         click.option("--optimizer", default=_default("optimizer"), show_default=True, help=f"One of {', '.join(OPTIMIZERS)}."),
-        click.option("--lr", type=float, default=_default("lr"), show_default=True, help="Initial learning rate."),
-        click.option("--momentum", type=float, default=_default("momentum"), show_default=True,
+        click.option("--lr", type=Number(float, 0, 100, low_open=True), default=_default("lr"), show_default=True, help="Initial learning rate."),
+        click.option("--momentum", type=Number(float, 0, 1, high_open=True), default=_default("momentum"), show_default=True,
                      help="sgd and rmsprop momentum."),
-        click.option("--weight-decay", type=float, default=_default("weight_decay"), show_default=True),
+        click.option("--weight-decay", type=Number(float, 0, 1), default=_default("weight_decay"), show_default=True),
         click.option("--scheduler", default=_default("scheduler"), show_default=True,
                      help=f"Learning-rate schedule, stepped every training step: {', '.join(SCHEDULERS)}."),
-        click.option("--step-size", type=int, default=None,
+        click.option("--step-size", type=Number(int, 1, 10**5), default=None,
                      help="step schedule: epochs between decays [default: a third of --epochs]."),
-        click.option("--gamma", type=float, default=_default("gamma"), show_default=True,
+        click.option("--gamma", type=Number(float, 0, 1, low_open=True), default=_default("gamma"), show_default=True,
                      help="step schedule: decay factor."),
-        click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True),
-        click.option("--width", type=float, default=_default("width"), show_default=True, help="Width multiplier."),
-        click.option("--seed", type=int, default=_default("seed"), show_default=True,
+        click.option("--label-smoothing", type=Number(float, 0, 1, high_open=True), default=_default("label_smoothing"), show_default=True),
+        click.option("--width", type=WIDTH, default=_default("width"), show_default=True, help="Width multiplier."),
+        click.option("--seed", type=SEED, default=_default("seed"), show_default=True,
                      help="Seeds weights, data order, paths and the validation split."),
-        click.option("--val-fraction", type=float, default=_default("val_fraction"), show_default=True,
+        click.option("--val-fraction", type=Number(float, 0, 1, low_open=True, high_open=True), default=_default("val_fraction"), show_default=True,
                      help="Share of the training split held out for validation."),
-        click.option("--resolution", type=int, default=None, help="Resize inputs to this size [default: native]."),
-        click.option("--synthetic-size", type=int, default=_default("synthetic_size"), show_default=True,
+        click.option("--resolution", type=RESOLUTION, default=None, help="Resize inputs to this size [default: native]."),
+        click.option("--synthetic-size", type=Number(int, 2, 10**7), default=_default("synthetic_size"), show_default=True,
                      help="synthetic dataset: training images."),
         click.option("--synthetic-like", default=_default("synthetic_like"), show_default=True,
                      help="synthetic dataset: whose channels, resolution and classes to imitate."),
@@ -112,9 +113,9 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool, fmt: str) ->
               help="entangled: the MBConv ops of a layer share one set of conv weights (a k3 kernel is the centre "
                    "of the k5 one, e3 the first channels of e6), which makes single-path supernets train; "
                    "independent: every op has its own weights.")
-@click.option("--eval-paths", type=int, default=_default("eval_paths"), show_default=True,
+@click.option("--eval-paths", type=Number(int, 0, 1000), default=_default("eval_paths"), show_default=True,
               help="Fixed random paths validated after every epoch (0: none).")
-@click.option("--bn-batches", type=int, default=_default("bn_batches"), show_default=True,
+@click.option("--bn-batches", type=Number(int, 1, 10**4), default=_default("bn_batches"), show_default=True,
               help="Training batches that recalibrate BN before each validation.")
 def train_command(run_dir: str, progress: bool, fmt: str, **settings: Any) -> None:
     """Train a supernet of a search space on a dataset.
@@ -149,7 +150,7 @@ def _parse_arch(space, text: str):
                               f"space {space.name!r}")
         return space.validate(ref.arch)
     if text.endswith(".json") and Path(text).is_file():
-        return space.validate(Architecture.from_json(Path(text).read_text()))
+        return space.validate(Architecture.from_file(text))
     return space.validate(Architecture.parse(text))
 
 
@@ -157,10 +158,10 @@ def _parse_arch(space, text: str):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--arch", "arch_texts", multiple=True,
               help="Architecture to evaluate (repeatable): reference name, architecture string or .json file.")
-@click.option("--random", "samples", type=int, default=0, show_default=True,
+@click.option("--random", "samples", type=Number(int, 0, 10**6), default=0, show_default=True,
               help="Also evaluate this many random architectures of the space.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
-@click.option("--bn-batches", type=int, default=None,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of --random.")
+@click.option("--bn-batches", type=Number(int, 1, 10**4), default=None,
               help="Training batches for BN recalibration [default: the run's].")
 @options(*data_options())
 @format_option

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.devices import Device
-from hwnas.errors import TableError, TargetError
+from hwnas.errors import HwnasError, TableError, TargetError
+from hwnas.outputs import check_output_file, file_lock
 from hwnas.profiler.protocol import Measurement, Protocol, caught_in_bursts
 from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import PRECISION_DTYPES, MeasuringSession, device_header, header_mismatches, reference_block
@@ -48,13 +49,14 @@ def profile_space(space: SearchSpace, device: Device, path: str | Path, *, proto
     """Measure every block of ``space`` on ``device`` into the table at ``path`` (resuming it if it exists).
 
     With ``target`` the blocks are timed there (`hwnas.profiler.remote`; ``pin``: its CPUs, ``keep``: leave
-    its work directory). ``on_progress`` gets a `hwnas.progress.Progress` after each batch of blocks is
+    its work directory). One writer at a time: a second gets a one-line error naming the first's process.
+    ``on_progress`` gets a `hwnas.progress.Progress` after each batch of blocks is
     written; ``on_batch(records written)`` is called at the same moment (tests stop a build there, as a
     kill would). A connection lost midway is a one-line TargetError saying how many records are kept.
     """
     protocol = protocol or Protocol()
-    path = Path(path)
-    with open_session(device, protocol, target, keep=keep, pin=pin) as session:
+    path = check_output_file(path, "a lookup table")
+    with file_lock(path, "table"), open_session(device, protocol, target, keep=keep, pin=pin) as session:
         try:
             return _build(space, device, path, session, protocol, force, batch_blocks, seed, on_progress, on_batch)
         except TargetError as exc:
@@ -70,7 +72,13 @@ def _build(space: SearchSpace, device: Device, path: Path, session, protocol: Pr
     header = table_header(space, device, protocol, session.device_header())
     done: set[str] = set()
     if path.exists() and path.stat().st_size > 0:
-        existing = LookupTable.load(path)
+        try:
+            existing = LookupTable.load(path)
+        except HwnasError as exc:
+            if not force:
+                raise TableError(f"{exc}; pass --force to start the table again (the old file is kept as "
+                                 f"{path.name}.bak)") from None
+            existing = LookupTable({"unreadable": str(exc)})  # --force: start again, keeping the file as .bak
         diffs = header_mismatches(existing.header, header)
         if diffs and not force:
             raise TableError(f"table {path} must be resumed with the same device, protocol and space, but "

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from hwnas.errors import require
+from hwnas.errors import require, require_finite
 
 K = TypeVar("K", bound=Hashable)
 STATISTICS = ("min", "median")
@@ -105,6 +105,7 @@ class Protocol:
     calm_budget_s: float = 300.0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         require(self.warmup_s >= 0, f"warmup_s must be >= 0, but got warmup_s={self.warmup_s}")
         require(self.min_block_s > 0, f"min_block_s must be > 0, but got min_block_s={self.min_block_s}")
         # With fewer than three blocks the quartiles are the extremes and the IQR says nothing.

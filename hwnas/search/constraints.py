@@ -9,6 +9,7 @@ architectures a second.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -34,8 +35,8 @@ def parse_latency(text: str | float) -> float:
             raise ConfigError(f"a target latency must be a positive duration such as 3ms, 2.5ms or 500us, "
                               f"but got {text!r}")
         value = float(match.group(1)) * _MS_PER_UNIT[(match.group(2) or "ms").lower()]
-    if not value > 0:
-        raise ConfigError(f"a target latency must be > 0, but got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"a target latency must be a finite duration > 0, but got {text!r}")
     return value
 
 
@@ -56,8 +57,8 @@ def parse_count(text: str | float, what: str) -> float:
         if not match:
             raise ConfigError(f"a {what} bound must be a positive count such as 300M, 3.5M or 2e6, but got {text!r}")
         value = float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()]
-    if not value > 0:
-        raise ConfigError(f"a {what} bound must be > 0, but got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"a {what} bound must be a finite count > 0, but got {text!r}")
     return value
 
 
@@ -76,11 +77,11 @@ class Constraint:
 
     def __init__(self, table: LookupTable, target_ms: float, *, max_macs: float | None = None,
                  max_params: float | None = None, space: SearchSpace | None = None):
-        if not target_ms > 0:
-            raise ConfigError(f"a target latency must be > 0, but got target_ms={target_ms}")
+        if not (target_ms > 0 and math.isfinite(target_ms)):
+            raise ConfigError(f"a target latency must be a finite duration > 0, but got target_ms={target_ms}")
         for name, bound in (("max_macs", max_macs), ("max_params", max_params)):
-            if bound is not None and not bound > 0:
-                raise ConfigError(f"{name} must be > 0 when given, but got {name}={bound}")
+            if bound is not None and not (bound > 0 and math.isfinite(bound)):
+                raise ConfigError(f"{name} must be finite and > 0 when given, but got {name}={bound}")
         self.table = table
         self.space = space or table.space
         check_table(table, self.space)

@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, require_finite
 from hwnas.search.base import SearchContext, SearchStrategy, check_ints, register_strategy
 from hwnas.space import Architecture
 
@@ -49,6 +49,7 @@ class Evolution(SearchStrategy):
     child_patience: int = 2_000
 
     def __post_init__(self) -> None:
+        require_finite(self)
         check_ints(self, population=1, generations=1, parents=1, patience=1, child_patience=1)
         if not 0 <= self.mutation_prob <= 1:
             raise ConfigError(f"mutation_prob must lie in [0, 1], but got mutation_prob={self.mutation_prob}")

@@ -20,8 +20,6 @@ listed in ``SEARCH_DIR/sweep.json``.
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ import pandas as pd
 
 from hwnas import __version__
 from hwnas.errors import CheckpointError
-from hwnas.files import write_atomic
+from hwnas.files import dump_json, write_atomic
+from hwnas.readers import Column, read_csv, read_json
 from hwnas.tables import LookupTable
 
 CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP, TRAINING_RUN = (
@@ -66,23 +65,49 @@ def describe_tables(tables: Sequence[LookupTable], labels: Sequence[str]) -> lis
             for t, label in zip(tables, labels)]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+def write_json(path: Path, data: Any, *, nan_as_null: bool = False) -> None:
+    """``data`` as strict JSON (see `hwnas.files.dump_json`: NaN as null only with ``nan_as_null``, any other
+    non-finite number a ValueError), written atomically."""
+    write_atomic(path, dump_json(data, nan_as_null=nan_as_null, indent=2) + "\n")
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+#: what a search's JSON files must hold (checked on reading; the types of their other fields are free)
+CONFIG_FIELDS = {"space": dict, "tables": list[dict], "target_latency_ms": float}
+STATE_FIELDS = {"evaluated": list[list]}
+SWEEP_FIELDS = {"searches": list[str]}
+BEST_FIELDS = {"arch": str, "ops": list[str], "space": dict, "accuracy": float, "latency_ms": dict}
 
 
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{what} must be readable JSON, but {path} is not ({exc})") from None
+def read_search_json(path: Path, what: str, fields: dict[str, Any]) -> dict:
+    """One of a search directory's JSON files: strict JSON, an object with ``fields``; else a CheckpointError
+    naming the file and the line."""
+    return read_json(path, what, CheckpointError, fields=fields)
+
+
+def read_best(path: Path) -> dict:
+    """A search's best.json: its architecture (``ops``), space, accuracy and latency on each table."""
+    best = read_search_json(path, "a search's best.json", BEST_FIELDS)
+    for label, ms in best["latency_ms"].items():
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0:
+            raise CheckpointError(f"a search's best.json must hold a latency >= 0 for every table, but {path} has "
+                                  f"{dump_json(ms)[:40]} for {label!r}")
+    return best
+
+
+def candidate_columns(labels: Sequence[str]) -> dict[str, Column]:
+    """What candidates.csv must hold, with one latency column per table label."""
+    return {"arch": Column("text"), "accuracy": Column("number", 0, 100),
+            **{latency_column(label): Column("number", 0) for label in labels},
+            "macs": Column("int", 0), "params": Column("int", 0), "feasible": Column("bool"),
+            "generation": Column("int", 0), "origin": Column("text"), "eval_index": Column("int", 0)}
+
+
+def reference_columns(labels: Sequence[str]) -> dict[str, Column]:
+    """What references.csv must hold: a reference may lack an accuracy (outside the space) or a latency (a
+    table lacking its blocks), and has no feasibility outside the space."""
+    return {"name": Column("text"), "arch": Column("text"), "accuracy": Column("number", 0, 100, empty=True),
+            **{latency_column(label): Column("number", 0, empty=True) for label in labels},
+            "feasible": Column("bool", empty=True)}
 
 
 def candidate_rows(candidates: Iterable[Any], labels: Sequence[str]) -> list[dict]:
@@ -128,6 +153,7 @@ class SearchWriter:
         Returns the accuracies saved by that search (empty for a fresh one). A directory that holds a
         search with another configuration is refused unless ``force`` starts it afresh.
         """
+        text = dump_json(config, indent=2) + "\n"  # a config that is not JSON is refused before anything is removed
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"a search directory must be a directory, but {self.path} is a file")
         if (self.path / SWEEP).exists():
@@ -139,20 +165,20 @@ class SearchWriter:
         saved: dict[str, float] = {}
         config_path = self.path / CONFIG
         if config_path.exists() and not force:
-            old = read_json(config_path, "a search's config.json")
+            old = read_search_json(config_path, "a search's config.json", CONFIG_FIELDS)
             diffs = config_diffs(old, config)
             if diffs:
                 raise CheckpointError(f"{self.path} holds a search with another configuration "
                                       f"({'; '.join(diffs[:3])}); "
                                       f"pass --force to start it again, or choose another output directory")
             if (self.path / STATE).exists():
-                state = read_json(self.path / STATE, "a search's state.json")
-                saved = {arch: accuracy for arch, accuracy in state.get("evaluated", [])}
+                state = read_search_json(self.path / STATE, "a search's state.json", STATE_FIELDS)
+                saved = _saved_accuracies(state["evaluated"], self.path / STATE)
         else:
             for name in (CANDIDATES, BEST, STATE, REFERENCES):
                 (self.path / name).unlink(missing_ok=True)
             shutil.rmtree(self.path / TRAINING_RUN, ignore_errors=True)
-        write_json(config_path, config)
+        write_atomic(config_path, text)
         return saved
 
     def checkpoint(self, candidates: Sequence[Any], labels: Sequence[str], generation: int, done: bool = False) -> None:
@@ -167,6 +193,17 @@ class SearchWriter:
         if best is not None:
             write_json(self.path / BEST, best_record(best, labels, config))
         self.checkpoint(candidates, labels, generation, done=True)
+
+
+def _saved_accuracies(evaluated: list[list], path: Path) -> dict[str, float]:
+    saved = {}
+    for i, pair in enumerate(evaluated):
+        if not (len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], (int, float))
+                and not isinstance(pair[1], bool) and 0 <= pair[1] <= 100):
+            raise CheckpointError(f"a search's state.json must hold 'evaluated' as [architecture, accuracy in "
+                                  f"[0, 100]] pairs, but {path} has {dump_json(pair)[:80]} at position {i}")
+        saved[pair[0]] = float(pair[1])
+    return saved
 
 
 def config_diffs(old: dict, new: dict) -> list[str]:
@@ -193,6 +230,8 @@ def config_diffs(old: dict, new: dict) -> list[str]:
 
 def write_sweep(path: Path, targets_ms: Sequence[float], names: Sequence[str], force: bool = False) -> None:
     """Mark ``path`` as a sweep directory (its sub-directories are the searches)."""
+    sweep = {"kind": SWEEP_KIND, "version": VERSION, "targets_ms": list(targets_ms), "searches": list(names)}
+    text = dump_json(sweep, indent=2) + "\n"  # refused before anything is removed
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"a search directory must be a directory, but {path} is a file")
     if (path / CONFIG).exists() and not force:
@@ -201,8 +240,7 @@ def write_sweep(path: Path, targets_ms: Sequence[float], names: Sequence[str], f
     if force:
         for name in (CONFIG, CANDIDATES, BEST, STATE, REFERENCES):
             (path / name).unlink(missing_ok=True)
-    write_json(path / SWEEP, {"kind": SWEEP_KIND, "version": VERSION, "targets_ms": list(targets_ms),
-                              "searches": list(names)})
+    write_atomic(path / SWEEP, text)
 
 
 @dataclass
@@ -241,8 +279,8 @@ def expand_search_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if not path.is_dir():
             raise CheckpointError(f"a search directory must exist, but {path} does not")
         if (path / SWEEP).exists():
-            sweep = read_json(path / SWEEP, "a sweep's sweep.json")
-            out.extend(path / name for name in sweep.get("searches", []))
+            sweep = read_search_json(path / SWEEP, "a sweep's sweep.json", SWEEP_FIELDS)
+            out.extend(path / name for name in sweep["searches"])
         else:
             out.append(path)
     return out
@@ -254,23 +292,24 @@ def load_search(path: str | Path) -> SearchRecord:
     if not path.is_dir():
         raise CheckpointError(f"a search directory must exist, but {path} does not")
     if (path / SWEEP).exists():
-        names = read_json(path / SWEEP, "a sweep's sweep.json").get("searches", [])
+        names = read_search_json(path / SWEEP, "a sweep's sweep.json", SWEEP_FIELDS)["searches"]
         raise CheckpointError(f"{path} is a sweep over several targets; name one of its searches: "
                               f"{', '.join(str(path / n) for n in names)}")
     candidates_path = path / CANDIDATES
     if not (path / CONFIG).exists() or not candidates_path.exists():
         raise CheckpointError(f"a search directory must hold {CONFIG} and {CANDIDATES}, but {path} does not "
                               f"(run `hwnas search -o {path}` first)")
-    config = read_json(path / CONFIG, "a search's config.json")
-    try:
-        candidates = pd.read_csv(candidates_path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise CheckpointError(f"{candidates_path} must be a CSV of candidates, but could not be read ({exc})") from None
-    if candidates.empty:
-        raise CheckpointError(f"a search directory must hold at least one evaluated candidate, but {candidates_path} "
-                              f"has none")
-    best = read_json(path / BEST, "a search's best.json") if (path / BEST).exists() else None
-    references = pd.read_csv(path / REFERENCES) if (path / REFERENCES).exists() else None
+    config = read_search_json(path / CONFIG, "a search's config.json", CONFIG_FIELDS)
+    labels = [t.get("label") for t in config["tables"]]
+    if not labels or not all(isinstance(label, str) for label in labels):
+        raise CheckpointError(f"a search's config.json must name one or more tables, each with a 'label', but "
+                              f"{path / CONFIG} has {dump_json(labels)[:80]}")
+    candidates = read_csv(candidates_path, "a search's candidates.csv", candidate_columns(labels), CheckpointError,
+                          none_message=f"a search directory must hold at least one evaluated candidate, but "
+                                       f"{candidates_path} has none")
+    best = read_best(path / BEST) if (path / BEST).exists() else None
+    references = (read_csv(path / REFERENCES, "a search's references.csv", reference_columns(labels), CheckpointError)
+                  if (path / REFERENCES).exists() else None)
     return SearchRecord(path, config, candidates, best, references)
 
 

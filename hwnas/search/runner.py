@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
+from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback
 from hwnas.search.base import Candidate, SearchContext, SearchStrategy, ranked
 from hwnas.search.constraints import Constraint, check_table, format_ms
@@ -61,6 +63,8 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
     """
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
+    if output is not None:
+        output = check_output_dir(output, "a search directory")
     constraint = Constraint(tables[0], target_ms, max_macs=max_macs, max_params=max_params, space=space)
     for table in tables[1:]:
         check_table(table, space)
@@ -72,10 +76,19 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
     config = search_config(strategy=strategy, seed=seed, space=space, constraint=constraint, tables=tables,
                            labels=labels, evaluator=evaluator, extra=extra_config)
     writer = SearchWriter(output) if output is not None and int(os.environ.get("RANK", "0")) == 0 else None
-    if writer is not None:
-        saved = writer.prepare(config, force)
-        if evaluator is not None:
-            evaluator.preload(saved)
+    with dir_lock(output, "search directory") if writer is not None else nullcontext():
+        if writer is not None:
+            saved = writer.prepare(config, force)
+            if evaluator is not None:
+                evaluator.preload(saved)
+        return _search(strategy, space, tables, target_ms, evaluator, constraint, labels, config, seed, output,
+                       writer, references, training, on_progress)
+
+
+def _search(strategy: SearchStrategy, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
+            evaluator: Evaluator | None, constraint: Constraint, labels: list[str], config: dict, seed: int,
+            output: str | Path | None, writer: SearchWriter | None, references: bool, training: dict[str, Any] | None,
+            on_progress: ProgressCallback | None) -> SearchResult:
     before = evaluator.evaluations if evaluator is not None else 0
 
     def checkpoint(context: SearchContext) -> None:
@@ -120,12 +133,16 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
         constraint.check_reachable()
     names = [sweep_name(t) for t in targets_ms]
     if output is not None:
-        write_sweep(Path(output), targets_ms, names, force)
-    results = []
-    for target, name in zip(targets_ms, names):
-        results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
-                                  output=Path(output) / name if output is not None else None, **kwargs))
-    share_candidates(results, constraints)
+        output = check_output_dir(output, "a search directory")
+    main = output is not None and int(os.environ.get("RANK", "0")) == 0
+    with dir_lock(output, "search directory") if main else nullcontext():
+        if output is not None:
+            write_sweep(Path(output), targets_ms, names, force)
+        results = []
+        for target, name in zip(targets_ms, names):
+            results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
+                                      output=Path(output) / name if output is not None else None, **kwargs))
+        share_candidates(results, constraints)
     return results
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchitectureError
+from hwnas.files import dump_json
+from hwnas.readers import check_fields, parse_json, read_text
 
 if TYPE_CHECKING:
     from hwnas.space.space import SearchSpace
@@ -42,15 +45,24 @@ class Architecture:
         data: dict[str, Any] = {"arch": str(self), "ops": list(self.ops)}
         if space is not None:
             data["space"] = space.describe()
-        return json.dumps(data, indent=2)
+        return dump_json(data, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Architecture":
-        try:
-            data = json.loads(text)
-            return cls(tuple(data["ops"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArchitectureError(f"architecture JSON must hold an 'ops' list, but could not read it: {exc}") from None
+    def from_json(cls, text: str, source: str | os.PathLike | None = None) -> "Architecture":
+        """The architecture of an object with an ``"ops"`` list of op names, given as JSON text; ``source`` (the
+        file it came from) is named in the ArchitectureError that anything else is."""
+        source = "the architecture JSON" if source is None else source
+        data = parse_json(text, source, "architecture JSON", ArchitectureError)
+        check_fields(data, {"ops": list[str]}, source, "architecture JSON", ArchitectureError, text=text)
+        if not data["ops"] or not all(op.strip() for op in data["ops"]):
+            raise ArchitectureError(f"architecture JSON must hold 'ops' as a list of op names, but {source} has "
+                                    f"{json.dumps(data['ops'])[:80]}")
+        return cls(tuple(data["ops"]))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Architecture":
+        """The architecture in a JSON file (see `from_json`); one that cannot be read is an ArchitectureError."""
+        return cls.from_json(read_text(path, "an architecture JSON file", ArchitectureError), path)
 
 
 def as_architecture(arch: Architecture | str | Sequence[str]) -> Architecture:

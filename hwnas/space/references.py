@@ -131,8 +131,8 @@ def resolve_arch(space_name: str, text: str, profile: str = "imagenet", **space_
         return space, space.validate(ref.arch)
     space = get_space(space_name, profile, **space_kwargs)
     path = Path(text)
-    if text.endswith(".json") and path.is_file():
-        return space, space.validate(Architecture.from_json(path.read_text()))
+    if text.endswith(".json") and path.exists():
+        return space, space.validate(Architecture.from_file(path))
     known_ops = {op for layer in space.layers for op in layer.op_names}
     if not any(part in known_ops for part in as_architecture(text).ops):
         raise ConfigError(f"ARCH must be a reference name ({', '.join(REFERENCES)}), an architecture string "

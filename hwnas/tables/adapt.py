@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ import pandas as pd
 from scipy.linalg import cho_factor, cho_solve
 
 from hwnas.errors import ArchitectureError, ConfigError, DataError
+from hwnas.readers import read_text
 from hwnas.space.architecture import Architecture
 from hwnas.tables.accuracy import Errors
 from hwnas.tables.table import Calibration, LookupTable, Record
@@ -114,15 +116,13 @@ def measurements_from_frame(frame: pd.DataFrame, space: SearchSpace, *, source: 
 def read_measurements(path: str | Path, space: SearchSpace) -> Measurements:
     """MEASURED.csv (columns ``arch``, the compact string, and ``latency_ms``) validated against ``space``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"a measurements file must exist, but {path} does not")
-    data = path.read_bytes()
+    text = read_text(path, "a measurements file", DataError)  # names the file and line of bytes that are not text
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"measurements must be a CSV file with columns arch and latency_ms, but {path} could not "
                         f"be read as one: {_one_line(exc)}") from None
-    return measurements_from_frame(frame, space, source=str(path), sha256=hashlib.sha256(data).hexdigest())
+    return measurements_from_frame(frame, space, source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -309,10 +309,15 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                   "fit": "ridge on relative errors, one strength per level, chosen by k-fold cross-validation",
                   "scale": float(theta[0]), "intercept_ms": float(beta[0]), "ridge": result.ridge,
                   "ridge_grid": list(RIDGE_GRID), "folds": folds, "seed": seed, "groups": groups},
-        "cross_validated": {"folds": folds, "adapted": result.adapted.to_dict(),
-                            "scale_offset": result.baseline.to_dict()},
+        "cross_validated": {"folds": folds, "adapted": _known(result.adapted.to_dict()),  # tau of constants: null
+                            "scale_offset": _known(result.baseline.to_dict())},
     }
     return result
+
+
+def _known(figures: dict) -> dict:
+    """``figures`` with an undefined one (NaN) as None, which the table's JSON writes as null."""
+    return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in figures.items()}
 
 
 def _scaled(record: Record, c: float) -> Record:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ import numpy as np
 
 from hwnas import __version__
 from hwnas.errors import HwnasError, TableError
-from hwnas.files import append_line, write_atomic
+from hwnas.files import append_line, dump_json, write_atomic
+from hwnas.readers import check_fields, read_json_lines
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.block import BlockSpec
 
@@ -63,20 +63,44 @@ class Record:
         return {"type": "block", "key": self.key, "op": b["op"], "op_params": b["params"], "cin": b["cin"],
                 "cout": b["cout"], "stride": b["stride"], "height": b["height"], "width": b["width"],
                 "batch": b["batch"], "dtype": b["dtype"], "latency_ms": self.latency_ms, "iqr_ms": self.iqr_ms,
-                "rel_iqr": round(self.rel_iqr, 6), "rounds": self.rounds, "calls_per_block": self.calls_per_block,
-                "macs": self.macs, "params": self.params, **self.extra}
+                "rel_iqr": round(self.rel_iqr, 6) if math.isfinite(self.rel_iqr) else None,  # a zero median: null
+                "rounds": self.rounds, "calls_per_block": self.calls_per_block, "macs": self.macs,
+                "params": self.params, **self.extra}
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
+        """A record from its JSON object; a missing field or a value of the wrong type or range is a TableError
+        naming the field and the value."""
+        check_fields(data, RECORD_FIELDS, "this one", "a block record", TableError)
+        for name in ("latency_ms", "iqr_ms", *TIMES):
+            value = data.get(name)
+            if value is not None and not (_number(value) and 0 <= value < math.inf):
+                raise TableError(f"{name} must be a finite number >= 0, but got {json.dumps(value)}")
+        for name in ("rounds", "calls_per_block", "macs", "params"):
+            if data[name] < 0:
+                raise TableError(f"{name} must be a whole number >= 0, but got {data[name]}")
         block = BlockSpec.from_dict({"op": data["op"], "params": data["op_params"], **{
             k: data[k] for k in ("cin", "cout", "stride", "height", "width", "batch", "dtype")}})
         if block.key != data["key"]:
             raise TableError(f"a record's key must match its block, but got key {data['key']!r} for {block.key!r}")
-        known = {"type", "key", "op", "op_params", "cin", "cout", "stride", "height", "width", "batch", "dtype",
-                 "latency_ms", "iqr_ms", "rel_iqr", "rounds", "calls_per_block", "macs", "params"}
-        return cls(block, float(data["latency_ms"]), float(data["iqr_ms"]), int(data["rounds"]),
-                   int(data["calls_per_block"]), int(data["macs"]), int(data["params"]),
-                   {k: v for k, v in data.items() if k not in known})
+        return cls(block, float(data["latency_ms"]), float(data["iqr_ms"]), data["rounds"], data["calls_per_block"],
+                   data["macs"], data["params"], {k: v for k, v in data.items() if k not in RECORD_KEYS})
+
+
+#: the fields of a block record and their JSON types
+RECORD_FIELDS = {"key": str, "op": str, "op_params": dict, "cin": int, "cout": int, "stride": int, "height": int,
+                 "width": int, "batch": int, "dtype": str, "latency_ms": float, "iqr_ms": float, "rounds": int,
+                 "calls_per_block": int, "macs": int, "params": int}
+RECORD_KEYS = {"type", "rel_iqr", *RECORD_FIELDS}
+#: optional times of a record (median, uncorrected time, reference time of its batch): finite and >= 0 when given
+TIMES = ("median_ms", "raw_ms", "reference_ms")
+#: the fields of a table header and their JSON types
+HEADER_FIELDS = {"device": dict, "space": dict, "protocol": dict, "batch": int, "dtype": str,
+                 "calibration": dict | None}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -245,46 +269,60 @@ class LookupTable:
     # ----- I/O ------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "LookupTable":
+        """Read a table file. Anything but a table of this schema (a missing file, bytes that are not UTF-8 text,
+        a line that is not strict JSON, a header or record with a missing field or a value of the wrong type or
+        range, one block twice with different values) is a TableError naming the file and the line; a truncated
+        last line (a kill while a record was appended) is dropped with a warning."""
         path = Path(path)
-        if not path.is_file():
-            raise TableError(f"a lookup table file must exist, but {path} does not")
-        lines = path.read_text().splitlines()
+        lines = read_json_lines(path, "a lookup table file", TableError, hint="; re-profiling measures it again")
         if not lines:
             raise TableError(f"a lookup table starts with a header line, but {path} is empty")
-        try:
-            header = json.loads(lines[0])
-        except ValueError:
-            raise TableError(f"a lookup table starts with a JSON header line, but {path} line 1 is not JSON") from None
+        (header_line, header), lines = lines[0], lines[1:]
         if not isinstance(header, dict) or header.get("kind") != KIND:
             raise TableError(f"{path} is not an hwnas lookup table (its first line lacks kind={KIND!r})")
         if header.get("schema") != SCHEMA_VERSION:
             raise TableError(f"table schema version must be {SCHEMA_VERSION}, but {path} has "
                              f"schema={header.get('schema')!r}; profile it again with this version of hwnas")
-        records = []
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
+        check_fields(header, HEADER_FIELDS, path, "a lookup table's header", TableError, line=header_line)
+        _check_calibration(header["calibration"], path, header_line)
+        records: dict[str, tuple[int, dict, Record]] = {}
+        for number, data in lines:
+            check_fields(data, RECORD_FIELDS, path, "a lookup table's block record", TableError, line=number)
+            try:
+                record = Record.from_json(data)
+            except (HwnasError, KeyError, TypeError, ValueError) as exc:
+                raise TableError(f"{path} line {number} is not a valid block record ({_one_line(exc)})") from None
+            if record.key in records:
+                first, before, _ = records[record.key]
+                if before != data:
+                    raise TableError(f"a lookup table holds each block once, but {path} lines {first} and {number} "
+                                     f"both hold {record.key} with different values")
                 continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                if number == len(lines):
-                    warnings.warn(f"{path}: dropped a truncated last line ({number}); re-profiling measures it again",
-                                  stacklevel=2)
-                    continue
-                raise TableError(f"every table line must be JSON, but {path} line {number} is not") from None
-            try:
-                records.append(Record.from_json(data))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise TableError(f"{path} line {number} is not a valid block record ({exc})") from None
-        return cls(header, records, path)
+            records[record.key] = (number, data, record)
+        return cls(header, [record for _, _, record in records.values()], path)
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the whole table atomically (temp file + rename): a crash leaves the old file intact."""
         path = Path(path or self.path)
-        lines = [json.dumps(self.header)] + [json.dumps(r.to_json()) for r in self.records.values()]
+        lines = [dump_json(self.header)] + [dump_json(r.to_json()) for r in self.records.values()]
         write_atomic(path, "\n".join(lines) + "\n")
         self.path = path
         return path
+
+
+def _check_calibration(calibration: dict | None, path: Path, line: int) -> None:
+    if calibration is None:
+        return
+    for name in ("scale", "offset_ms"):
+        value = calibration.get(name)
+        if not _number(value):
+            raise TableError(f"a lookup table's calibration must hold {name} as a number, but {path} line {line} has "
+                             f"{json.dumps(value)}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[1:-1] if isinstance(exc, KeyError) and text.startswith("'") else text
 
 
 class TableWriter:
@@ -293,8 +331,9 @@ class TableWriter:
     def __init__(self, path: str | Path, header: dict | None = None):
         self.path = Path(path)
         if header is not None:
+            line = dump_json(header)  # a header that is not JSON must not cost the file it would replace
             with open(self.path, "w") as f:
-                append_line(f, json.dumps(header))
+                append_line(f, line)
         else:
             self._drop_truncated_tail()
         self._file = open(self.path, "a")
@@ -306,7 +345,7 @@ class TableWriter:
                 f.write(data[: data.rfind(b"\n") + 1])
 
     def append(self, record: Record) -> None:
-        append_line(self._file, json.dumps(record.to_json()))
+        append_line(self._file, dump_json(record.to_json()))
 
     def close(self) -> None:
         self._file.close()

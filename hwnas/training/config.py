@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from hwnas.errors import require
+from hwnas.errors import require, require_finite
 
 DEVICES = ("cpu", "cuda")
 
@@ -74,6 +74,7 @@ class RunConfig:
         from hwnas.training.optim import OPTIMIZERS, SCHEDULERS
         from hwnas.training.strategies import STRATEGIES
 
+        require_finite(self)
         SPACES.get(self.space)
         DATASETS.get(self.dataset)
         OPTIMIZERS.get(self.optimizer)
@@ -103,6 +104,8 @@ class RunConfig:
                 f"label smoothing must lie in [0, 1), but got label_smoothing={self.label_smoothing}")
         require(self.eval_paths >= 0, f"eval paths must be >= 0, but got eval_paths={self.eval_paths}")
         require(self.bn_batches >= 1, f"BN recalibration needs >= 1 batch, but got bn_batches={self.bn_batches}")
+        require(self.resolution is None or 1 <= self.resolution <= 2048,
+                f"resolution must lie in [1, 2048], but got resolution={self.resolution}")
         require(self.seed >= 0, f"seed must be >= 0, but got seed={self.seed}")
         require(self.split_seed is None or self.split_seed >= 0,
                 f"split seed must be >= 0, but got split_seed={self.split_seed}")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 
-from hwnas.errors import CheckpointError, ConfigError, require
+from hwnas.errors import CheckpointError, ConfigError, require, require_finite
 from hwnas.space import SearchSpace
 from hwnas.supernet.evaluate import subnet_accuracy
 from hwnas.tables import LookupTable
@@ -77,6 +77,7 @@ class ArchitectureSettings:
     arch_weight_decay: float = 4e-4
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if not isinstance(self.warmup_epochs, int) or isinstance(self.warmup_epochs, bool) or self.warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs must be an integer >= 0, but got warmup_epochs={self.warmup_epochs!r}")
         if self.sampling not in SAMPLINGS:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from hwnas.data import Loaders, build_loaders
 from hwnas.errors import CheckpointError, require
+from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback, report
 from hwnas.space import Architecture, InputProfile, SearchSpace, get_space, resolve_arch
 from hwnas.supernet.evaluate import accuracy, calibration_batches
@@ -87,10 +89,10 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: Progres
     """Train (or resume) the run ``config`` describes in ``run_dir``; see the module docstring.
 
     Bad settings, unusable data and a run directory that holds another run raise HwnasError subclasses
-    before anything is written. ``on_progress`` receives a `hwnas.progress.Progress` every few steps
+    before anything is written; a run directory another process is writing is refused, naming it. ``on_progress`` receives a `hwnas.progress.Progress` every few steps
     (rank 0 only); ``on_epoch(EpochStats)`` is called on rank 0 after each epoch's checkpoint is written.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_output_dir(run_dir, "a run directory")
     with process_group(config.device) as ranks:
         loaders = build_loaders(config.dataset, distributed=ranks.world_size > 1, **config.loader_options())
         # the run records the data it really trains on (a data set may fall back to another, as fashion-mnist
@@ -127,8 +129,11 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: Progres
                                       f"({one_line(exc)}); delete it to start the run over") from None
             start_epoch, global_step = checkpoint["epoch"], checkpoint["global_step"]
 
-        return _Training(config, run_dir, ranks, loaders, space, arch, model, optimizer, scheduler, strategy,
-                         steps, on_progress, on_epoch).run(start_epoch, global_step, resumed=stored is not None)
+        training = _Training(config, run_dir, ranks, loaders, space, arch, model, optimizer, scheduler, strategy,
+                             steps, on_progress, on_epoch)
+        # one writer per run directory (rank 0 writes); taken once every setting and file was checked
+        with dir_lock(run_dir, "run directory") if ranks.main else nullcontext():
+            return training.run(start_epoch, global_step, resumed=stored is not None)
 
 
 def _initial_weights(config: RunConfig, space: SearchSpace) -> dict[str, torch.Tensor]:

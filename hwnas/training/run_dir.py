@@ -19,7 +19,7 @@ A run directory holds:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +30,8 @@ import torch
 
 from hwnas import __version__
 from hwnas.errors import CheckpointError, require
-from hwnas.files import append_line, write_atomic
+from hwnas.files import append_line, dump_json, write_atomic
+from hwnas.readers import Column, read_csv, read_json, read_text
 from hwnas.space import Architecture, SearchSpace
 from hwnas.training.config import ENVIRONMENT_FIELDS, RunConfig
 
@@ -88,8 +89,8 @@ def read_run(run_dir: str | os.PathLike) -> StoredRun | None:
         require(not checkpoint_path.exists(), f"{checkpoint_path} has no {CONFIG_FILE} beside it, so it cannot "
                 "be told which run it belongs to; use another run directory", CheckpointError)
         return None
+    stored = read_json(config_path, "a run's config.json", CheckpointError, fields={"space": dict, "config": dict})
     try:
-        stored = json.loads(config_path.read_text())
         config, space = RunConfig.from_dict(stored["config"]), stored["space"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{config_path} is not a hwnas run config ({one_line(exc)}); "
@@ -148,8 +149,8 @@ def differences(stored: dict[str, Any], given: dict[str, Any]) -> str:
 
 
 def write_config(run_dir: Path, config: RunConfig, space: SearchSpace, arch: Architecture | None) -> None:
-    text = json.dumps({"hwnas_version": __version__, "space": space.describe(),
-                       "architecture": None if arch is None else str(arch), "config": config.to_dict()}, indent=2)
+    text = dump_json({"hwnas_version": __version__, "space": space.describe(),
+                      "architecture": None if arch is None else str(arch), "config": config.to_dict()}, indent=2)
     write_atomic(run_dir / CONFIG_FILE, text + "\n")
 
 
@@ -161,8 +162,9 @@ def truncate_log(path: Path, epochs_done: int, columns: Sequence[str]) -> None:
     """Drop rows of epochs the checkpoint does not hold (the run was killed after logging them)."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("epoch", "").isdigit() and int(row["epoch"]) <= epochs_done]
+    text = read_text(path, "a run's log.csv", CheckpointError)
+    rows = [row for row in csv.DictReader(io.StringIO(text, newline=""))
+            if (row.get("epoch") or "").isdigit() and int(row["epoch"]) <= epochs_done]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
@@ -183,11 +185,14 @@ def append_log(path: Path, stats: EpochStats, columns: Sequence[str]) -> None:
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``log.csv`` with numbers parsed (``val_acc`` None where not measured)."""
-    import pandas as pd
-
+    """The rows of a run's ``log.csv`` with numbers parsed (``val_acc`` None where not measured). A row cut short
+    at the end (a kill while it was appended) is dropped with a warning; anything else unreadable is a
+    CheckpointError naming the file and the line."""
     path = Path(run_dir) / LOG_FILE
     if not path.exists():
         return []
-    frame = pd.read_csv(path).astype(object)
+    # a diverged epoch's loss is nan, and the log says so
+    columns = {"epoch": Column("int", 1),
+               **{name: Column("float", empty=name == "val_acc") for name in LOG_COLUMNS[1:]}}
+    frame = read_csv(path, "a run's log.csv", columns, CheckpointError).astype(object)
     return frame.where(frame.notna(), None).to_dict("records")

@@ -277,7 +277,7 @@ def test_validate_repeats_report_the_noise_floor(tmp_path, cpu_table):
     floor = (abs(test["run2_ms"] - test["run1_ms"]) / test["run1_ms"]).mean()
     assert data["rows"][-1]["mean_abs_pct_error"] == pytest.approx(100 * floor, abs=0.01)
     one_line_error(run("validate", cpu_table, "--archs", "4", "--repeats", "0"),
-                   "measures every architecture at least once, but got repeats=0")
+                   "Invalid value for '--repeats': must be a finite integer >= 1 and <= 100, but got '0'")
 
 
 def test_validate_refuses_a_table_from_another_machine(tmp_path, cpu_table):
@@ -291,15 +291,15 @@ def test_validate_refuses_a_table_from_another_machine(tmp_path, cpu_table):
 
 @pytest.mark.parametrize("args,message", [
     (["profile", *SPACE, "--device", "tpu", "-o", "x.jsonl"], "unknown device 'tpu'; known devices: cpu, cuda"),
-    (["profile", *SPACE, "--device", "cpu", "--threads", "0", "-o", "x.jsonl"], "threads must be >= 1, but got threads=0"),
+    (["profile", *SPACE, "--device", "cpu", "--threads", "0", "-o", "x.jsonl"], "Invalid value for '--threads': must be a finite integer >= 1 and <= 1024, but got '0'"),
     (["profile", *SPACE, "--device", "cpu", "--precision", "int8", "-o", "x.jsonl"], "supports precision fp32"),
-    (["profile", *SPACE, "--device", "cpu", "--rounds", "1", "-o", "x.jsonl"], "rounds must be >= 3, but got rounds=1"),
+    (["profile", *SPACE, "--device", "cpu", "--rounds", "1", "-o", "x.jsonl"], "Invalid value for '--rounds': must be a finite integer >= 3 and <= 1000, but got '1'"),
     (["profile", *SPACE, "--device", "cpu", "--remeasure", "-1", "-o", "x.jsonl"],
-     "remeasure must be >= 0, but got remeasure=-1"),
+     "Invalid value for '--remeasure': must be a finite integer >= 0 and <= 10, but got '-1'"),
     (["profile", *SPACE, "--device", "cpu", "--calm-wait-s", "-1", "-o", "x.jsonl"],
-     "calm_wait_s must be >= 0, but got calm_wait_s=-1.0"),
+     "Invalid value for '--calm-wait-s': must be a finite number >= 0 and <= 3600, but got '-1'"),
     (["profile", *SPACE, "--device", "cpu", "--calm-budget-s", "-5", "-o", "x.jsonl"],
-     "calm_budget_s must be >= 0, but got calm_budget_s=-5.0"),
+     "Invalid value for '--calm-budget-s': must be a finite number >= 0 and <= 86400, but got '-5'"),
     (["table", "show", "missing.jsonl"], "must exist, but missing.jsonl does not"),
     (["validate", "missing.jsonl"], "must exist, but missing.jsonl does not"),
 ])

@@ -18,7 +18,9 @@ def test_parse_latency(text, ms):
 
 @pytest.mark.parametrize("text,message", [
     ("fast", "must be a positive duration such as 3ms, 2.5ms or 500us, but got 'fast'"),
-    ("0ms", "must be > 0, but got '0ms'"),
+    ("0ms", "must be a finite duration > 0, but got '0ms'"),
+    ("1e309ms", "must be a finite duration > 0, but got '1e309ms'"),
+    (float("inf"), "must be a finite duration > 0, but got inf"),
     ("-3ms", "positive duration"),
     ("3 hours", "positive duration"),
     ("", "positive duration"),
@@ -98,10 +100,12 @@ def test_unreachable_bounds_state_the_smallest_value(space, table):
         Constraint(table, 0.5 * lowest).check_reachable()
     with pytest.raises(ConfigError, match="the macs bound must be reachable, but 1 is below the smallest macs"):
         Constraint(table, 100.0, max_macs=1).check_reachable()
-    with pytest.raises(ConfigError, match="max_params must be > 0"):
+    with pytest.raises(ConfigError, match="max_params must be finite and > 0"):
         Constraint(table, 100.0, max_params=0)
-    with pytest.raises(ConfigError, match="must be > 0"):
+    with pytest.raises(ConfigError, match="must be a finite duration > 0"):
         Constraint(table, 0)
+    with pytest.raises(ConfigError, match="must be a finite duration > 0"):
+        Constraint(table, float("inf"))
 
 
 def test_minimum_is_the_fastest_architecture(space, table):

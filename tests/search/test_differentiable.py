@@ -148,3 +148,18 @@ def test_tiny_supernet_runs_warm_start_a_search_of_their_space(tmp_path):
     result = run_search(DifferentiableSearch(**FAST), space=space, tables=[table], target_ms=table.minimum_latency() * 2,
                         evaluator=None, references=False, training={**warm_start(run_dir), "device": "cpu"})
     assert result.best is not None and result.best.feasible
+
+
+def test_a_warm_start_keeps_the_supernets_synthetic_shape(tmp_path):
+    """A supernet trained on synthetic data shaped like Fashion-MNIST warm-starts a search of its space (the
+    search used to rebuild synthetic data in cifar10's shape and refuse it)."""
+    space = get_space("fbnet", "fashion-mnist", width=0.25, resolution=8)
+    table = synthetic_table(space, path=tmp_path / "fm.jsonl")
+    run_dir = tmp_path / "run"
+    train(RunConfig(space="fbnet", dataset="synthetic", synthetic_like="fashion-mnist", width=0.25, resolution=8,
+                    synthetic_size=32, batch_size=8, epochs=1, eval_paths=0, bn_batches=1), run_dir)
+    training = {**warm_start(run_dir), "device": "cpu"}
+    assert training["synthetic_like"] == "fashion-mnist"
+    result = run_search(DifferentiableSearch(**FAST), space=space, tables=[table], target_ms=table.minimum_latency() * 2,
+                        evaluator=None, references=False, training=training)
+    assert result.best is not None

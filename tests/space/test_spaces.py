@@ -160,7 +160,7 @@ def test_width_multiplier_and_custom_input():
     assert [l.cout for l in half.layers] == [max(8, (c.cout // 2 + 4) // 8 * 8) for c in full.layers]
     custom = get_space("spos", "cifar10", channels=5, num_classes=7, resolution=40)
     assert custom.stem[0].block.cin == 5 and custom.head[0].block.cout == 7 and custom.stem[0].block.height == 40
-    with pytest.raises(ConfigError, match="width multiplier must be > 0, but got width=0"):
+    with pytest.raises(ConfigError, match="width multiplier must be finite and > 0, but got width=0"):
         get_space("fbnet", "cifar10", width=0)
 
 

@@ -253,7 +253,7 @@ def test_bad_arguments_are_one_line_exit_2(target, tmp_path, case):
         measured, message = tmp_path / "empty.csv", "could not be read as one: No columns to parse from file"
         measured.write_text("")
     elif case == "one fold":
-        extra, message = ["--folds", "1"], "cross-validation needs at least 2 folds, but got folds=1"
+        extra, message = ["--folds", "1"], "Invalid value for '--folds': must be a finite integer >= 2 and <= 1000"
     else:
         table, message = tmp_path / "none.jsonl", "a lookup table file must exist, but"
     one_line_error(run("table", "adapt", table, measured, "-o", out, *extra), message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,12 +46,17 @@ def get_space(name: str, input: str | InputProfile = "imagenet", *, width: float
     ``overrides`` go to the space builder (e.g. ``stage_channels`` for reference networks whose widths
     differ from the space's defaults).
     """
-    if not width > 0:
-        raise ConfigError(f"width multiplier must be > 0, but got width={width}")
+    if not (width > 0 and math.isfinite(width)):
+        raise ConfigError(f"width multiplier must be finite and > 0, but got width={width}")
     if isinstance(input, dict):  # a profile as written by SearchSpace.describe()
         input = InputProfile.from_dict(input)
     profile = get_profile(input, channels=channels, resolution=resolution, num_classes=num_classes)
-    return SPACES.get(name)(profile, width=width, **overrides)
+    builder = SPACES.get(name)
+    known = [p for p in inspect.signature(builder).parameters if p not in ("profile", "width")]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ConfigError(f"space {name!r} takes settings {', '.join(known)}, but got {', '.join(unknown)}")
+    return builder(profile, width=width, **overrides)
 
 
 def space_from_description(description: dict) -> SearchSpace:

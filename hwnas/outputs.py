@@ -1,0 +1,116 @@
+"""Where hwnas writes: output paths checked before any work, and one writer per output at a time.
+
+`check_output_file` / `check_output_dir` refuse, in one line, an empty path, a file where a directory must
+be, a directory where a file must be, and a path below a file, before anything is measured or written.
+`OutputLock` holds an exclusive lock on an output (a table, a run directory, a search directory) for the
+life of its writer: a second writer started beside it gets a one-line error naming the first's process.
+The lock is the operating system's (``flock``), so it is released when the writer exits, however it exits,
+even killed; the lock file beside the output is removed when the writer finishes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hwnas.errors import ConfigError, HwnasError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - no flock on this platform: outputs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+
+class LockedError(HwnasError):
+    """Another process is writing the same output."""
+
+
+def _check_parents(path: Path, what: str) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} must be in a directory, but {parent} is a file")
+            return
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an output file: named, not a directory, not below a file."""
+    if not str(path).strip():
+        raise ConfigError(f"{what} must be named, but got an empty path")
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} must be a file, but {path} is a directory")
+    _check_parents(path, what)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an output directory: named, not a file, not below a file."""
+    if not str(path).strip():
+        raise ConfigError(f"{what} must be named, but got an empty path")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} must be a directory, but {path} is a file")
+    _check_parents(path, what)
+    return path
+
+
+class OutputLock:
+    """An exclusive lock on the output whose lock file is ``lock_path``, held from `acquire` (or entering a
+    ``with`` block) to `release`; ``what`` names the output in the error a second writer gets."""
+
+    def __init__(self, lock_path: str | os.PathLike, what: str):
+        self.lock_path, self.what = Path(lock_path), what
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        if fcntl is None:
+            return self
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise LockedError(f"{self.what} is being written by process {holder}; wait for it to finish or stop "
+                                  f"it (lock {self.lock_path})") from None
+            try:  # the file may have been removed by a writer that just finished: lock the one that is there
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.lock_path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)  # closing the descriptor releases the lock
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def file_lock(path: str | os.PathLike, what: str) -> OutputLock:
+    """The lock of an output file: ``FILE.lock`` beside it."""
+    path = Path(path)
+    return OutputLock(path.with_name(path.name + ".lock"), f"{what} {path}")
+
+
+def dir_lock(path: str | os.PathLike, what: str) -> OutputLock:
+    """The lock of an output directory: ``DIR/.hwnas.lock``."""
+    return OutputLock(Path(path) / ".hwnas.lock", f"{what} {path}")

@@ -1,0 +1,174 @@
+"""Bad input across the command line: every numeric option refuses non-finite and out-of-range numbers in one
+line, output paths are checked before any work, and one output has one writer at a time."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hwnas.cli import COMMANDS, cli
+from hwnas.cli.options import Number
+from hwnas.outputs import LockedError, OutputLock, dir_lock, file_lock
+from hwnas.space import get_space
+from hwnas.tables import LookupTable
+
+REPO = Path(__file__).resolve().parents[1]
+BAD = ["inf", "-inf", "nan", "1e309", "-1e309"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def numeric_options():
+    """(command path, option, its type) of every option of every command whose type is a number."""
+    context = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(context, name)
+        commands = ([(f"{name} {sub}", command.get_command(context, sub)) for sub in command.list_commands(context)]
+                    if isinstance(command, click.Group) else [(name, command)])
+        for path, cmd in commands:
+            for param in cmd.params:
+                if isinstance(param, click.Option) and param.type.name in ("integer", "float"):
+                    yield path, param.opts[-1], param.type
+
+
+OPTIONS = list(numeric_options())
+
+
+def test_every_numeric_option_has_a_range_type():
+    assert OPTIONS, "numeric options were found"
+    for path, option, kind in OPTIONS:
+        assert isinstance(kind, Number), f"{path} {option} is a plain {kind.name}: give it a Number with its range"
+
+
+@pytest.mark.parametrize("path, option, kind", OPTIONS, ids=[f"{p} {o}" for p, o, _ in OPTIONS])
+def test_every_numeric_option_refuses_non_finite_numbers_in_one_line(path, option, kind, tmp_path):
+    for value in BAD + ["x", ""]:
+        with pytest.raises(click.BadParameter) as info:
+            kind.convert(value, None, None)
+        assert f"must be {kind.range_text()}, but got {value!r}" in str(info.value.message)
+    for value in ("0", "-1"):  # either in range or refused with the range
+        try:
+            number = kind.convert(value, None, None)
+        except click.BadParameter as error:
+            assert kind.range_text() in error.message
+        else:
+            assert kind.low is None or number >= kind.low
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--space", "spos", "--dataset", "synthetic", "-o", "{tmp}/run"],
+    ["profile", "--space", "spos", "-o", "{tmp}/t.jsonl"],
+    ["demo", "-o", "{tmp}/demo"],
+    ["search", "--space", "spos", "--table", "{tmp}/t.jsonl", "--target-latency", "3ms", "-o", "{tmp}/s"],
+])
+def test_through_the_command_line_bad_numbers_are_exit_2_one_line_nothing_written(args, tmp_path):
+    command = args[0]
+    options = [(o, k) for p, o, k in OPTIONS if p == command]
+    assert options
+    for option, _ in options:
+        for value in ("inf", "nan", "1e309"):
+            result = run(*[a.format(tmp=tmp_path) for a in args], option, value)
+            assert result.exit_code == 2, (option, value, result.output)
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("Error: Invalid value for") and "Traceback" not in \
+                result.output, (option, value, result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_number_type_states_its_range():
+    assert Number(float, 0, 1, low_open=True).range_text() == "a finite number > 0 and <= 1"
+    assert Number(int, 1).range_text() == "a finite integer >= 1"
+    assert Number(int, 2, 10**6).convert("3", None, None) == 3
+    with pytest.raises(click.BadParameter, match=r"must be a finite integer >= 2 and <= 1000000, but got '2.5'"):
+        Number(int, 2, 10**6).convert("2.5", None, None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--space", "spos", "--dataset", "synthetic", "-o", ""], "an output must be named, but got an empty path"),
+    (["profile", "--space", "spos", "-o", "{file}/t.jsonl"], "a lookup table must be in a directory, but {file} is a file"),
+    (["plot", "{tmp}", "-o", "{file}/chart.png"], "a chart file must be in a directory, but {file} is a file"),
+    (["export", "FBNet-A", "--space", "fbnet", "-o", "{file}/x"], "the export directory must be in a directory"),
+    (["references", "--space", "darts"], "unknown search space 'darts'; known search spaces:"),
+])
+def test_output_paths_and_names_are_checked_before_any_work(args, message, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    result = run(*[a.format(tmp=tmp_path, file=blocker) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message.format(file=blocker) in lines[0], result.output
+    assert blocker.read_text() == "keep me"
+
+
+def test_a_second_writer_is_refused_naming_the_first(tmp_path):
+    table = tmp_path / "t.jsonl"
+    with file_lock(table, "table"):
+        result = run("profile", "--space", "spos", "--input", "cifar10", "--width", "0.25", "-o", table)
+        assert result.exit_code == 2
+        assert result.output.strip() == (f"Error: table {table} is being written by process {os.getpid()}; wait for "
+                                         f"it to finish or stop it (lock {table}.lock)")
+        with pytest.raises(LockedError, match=f"run directory {tmp_path} is being written by process {os.getpid()}"):
+            with dir_lock(tmp_path, "run directory"), dir_lock(tmp_path, "run directory"):
+                pass
+    assert not table.exists() and not (tmp_path / "t.jsonl.lock").exists(), "released and removed"
+
+
+def test_a_lock_outlives_no_killed_writer(tmp_path):
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nsys.path.insert(0, sys.argv[2])\n"
+                               "from hwnas.outputs import OutputLock\nOutputLock(sys.argv[1], 'x').acquire()\n"
+                               "print('held', flush=True)\ntime.sleep(60)", str(lock), str(REPO)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockedError, match=f"being written by process {holder.pid}"):
+        OutputLock(lock, "x").acquire()
+    holder.kill()
+    holder.wait()
+    OutputLock(lock, "x").acquire().release()  # the operating system released it with the process
+
+
+def test_two_profiles_of_one_table_started_together_leave_each_key_once(tmp_path):
+    table = tmp_path / "t.jsonl"
+    args = [sys.executable, "-m", "hwnas.cli", "profile", "--space", "spos", "--input", "cifar10", "--width", "0.25",
+            "--device", "cpu", "--rounds", "3", "--min-block-ms", "5", "--rotate", "1", "--warmup-ms", "0",
+            "--calm-wait-s", "0", "-o", str(table)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "t.jsonl.lock").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = subprocess.run(args, env=env, capture_output=True, text=True)
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    if second.returncode != 0:  # it started while the first was writing
+        assert second.returncode == 2
+        assert second.stderr.strip() == (f"Error: table {table} is being written by process {first.pid}; wait for it "
+                                         f"to finish or stop it (lock {table}.lock)")
+    keys = [json.loads(line)["key"] for line in table.read_text().splitlines()[1:]]
+    assert len(keys) == len(set(keys)) == len(get_space("spos", "cifar10", width=0.25).all_blocks())
+    assert len(LookupTable.load(table).records) == len(keys)
+
+
+def test_a_table_whose_header_names_another_spaces_settings_is_one_line(tmp_path):
+    from hwnas.devices import get_device
+    from hwnas.profiler.session import device_header
+    from hwnas.testing import synthetic_table
+
+    table = synthetic_table(get_space("fbnet", "cifar10", width=0.25), path=tmp_path / "t.jsonl",
+                            device_header=device_header(get_device("cpu")))
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    header["space"]["space"] = "spos"  # fbnet's settings under spos's name
+    (tmp_path / "t.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    result = run("validate", tmp_path / "t.jsonl", "--archs", "4")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "describes a space hwnas cannot build: space 'spos' takes settings" in result.output
+    assert "but got expand_always" in result.output and table.records

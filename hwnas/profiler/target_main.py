@@ -25,7 +25,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 from typing import Any, Dict, Optional
 
 from hwnas.profiler.onnx_timing import OrtRunner, SessionSettings, random_feeds
@@ -148,9 +150,27 @@ class Server:
 
 
 def serve(workdir: str, keep: bool, stdin=None, stdout=None) -> None:
-    """Answer requests, one JSON line each, until ``bye`` or the end of the input (then clean up too)."""
+    """Answer requests, one JSON line each, until ``bye`` or the end of the input; the work directory is
+    removed (unless kept) however this ends: a bye, the host gone, a hang-up or termination signal."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     server = Server(workdir, keep)
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name) and threading.current_thread() is threading.main_thread():
+            previous[name] = signal.signal(getattr(signal, name), _leave)
+    try:
+        _answer(server, workdir, stdin, stdout)
+    finally:
+        server.bye()
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _leave(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _answer(server: "Server", workdir: str, stdin, stdout) -> None:
     answer: Dict[str, Any] = {"hello": fingerprint(), "workdir": workdir}
     while True:
         stdout.write(json.dumps(answer) + "\n")
@@ -159,8 +179,7 @@ def serve(workdir: str, keep: bool, stdin=None, stdout=None) -> None:
             return
         line = stdin.readline()
         if not line:
-            server.bye()  # the host went away: nothing more will be asked
-            return
+            return  # the host went away: nothing more will be asked
         try:
             answer = server.handle(json.loads(line))
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the host, in one line

@@ -76,8 +76,11 @@ class Sshd:
         return f"ssh://{self.user}@127.0.0.1:{self.port}"
 
     def drop_connections(self) -> None:
-        """Kill every session process the server forked (a dropped connection, from the target's side)."""
+        """Kill the session processes the server forked (a dropped connection, from the target's side); the
+        measuring process then finds its input closed, and removes its work directory as it leaves."""
         for pid in _descendants(self.process.pid):
+            if not _name(pid).startswith("sshd"):
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -93,6 +96,13 @@ def _login() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _descendants(pid: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -69,7 +70,8 @@ def test_the_bundle_holds_no_torch():
     import ast
 
     allowed = {"__future__", "abc", "base64", "collections", "dataclasses", "functools", "glob", "hashlib",
-               "itertools", "json", "math", "os", "platform", "random", "shutil", "sys", "time", "typing",
+               "itertools", "json", "math", "os", "platform", "random", "shutil", "signal", "sys", "threading", "time",
+               "typing",
                "numpy", "onnxruntime", "hwnas"}
     for relative in targets.BUNDLE:
         tree = ast.parse((targets.PACKAGE / relative).read_text())
@@ -110,11 +112,12 @@ def test_profile_resume_and_validate_on_a_local_target(tmp_path):
 def test_a_lost_measuring_process_says_how_many_records_are_kept(tmp_path, monkeypatch):
     path = tmp_path / "t.jsonl"
     real = targets.Connection.request
-    answered = []
+    answered, killed = [], []
 
     def request(self, message, **kwargs):
         if message.get("op") == "measure" and len(answered) == 1:
             os.kill(self.process.pid, signal.SIGKILL)  # the target dies, as a dropped connection leaves it
+            killed.append(self.workdir)  # nothing on the target can clean up after SIGKILL: the test does
         answer = real(self, message, **kwargs)
         if message.get("op") == "measure":
             answered.append(1)
@@ -127,6 +130,7 @@ def test_a_lost_measuring_process_says_how_many_records_are_kept(tmp_path, monke
     monkeypatch.setattr(targets.Connection, "request", real)
     table = profile_space(space(), get_device("ort-mobile"), path, protocol=QUICK, target=parse_target("local"))
     assert len(table.records) == len(space().all_blocks())
+    shutil.rmtree(killed[0])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -180,6 +184,22 @@ def test_keep_leaves_the_work_directory_and_pin_restricts_the_cores(tmp_path):
     finally:
         session.close()
     assert workdir.is_dir(), "kept"
+    shutil.rmtree(workdir)
     session = RemoteSession(get_device("ort-mobile"), QUICK, parse_target("local"))
     session.close()
     assert not Path(session.workdir).exists(), "removed at the end"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "closed input"])
+def test_the_measuring_process_removes_its_work_directory_however_it_is_stopped(how):
+    from pathlib import Path
+
+    connection = targets.Connection(parse_target("local"))
+    workdir = Path(connection.workdir)
+    assert workdir.is_dir()
+    if how == "closed input":
+        connection.process.stdin.close()
+    else:
+        os.kill(connection.process.pid, getattr(signal, how))
+    connection.process.wait(timeout=30)
+    assert not workdir.exists()

@@ -33,8 +33,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plot": ("search", "plot", "Accuracy vs latency of one or more searches: candidates, Pareto front, target, "
                                "references."),
     "profile": ("profiling", "profile", "Measure every block of a space on a device into a lookup table."),
+    "rank": ("standalone", "rank", "How well a trained supernet ranks architectures: K of them trained stand-alone, "
+                                   "Kendall tau."),
     "references": ("space", "references", "List the reference architectures with their published and counted "
                                           "ImageNet MACs/params."),
+    "report": ("standalone", "report", "The architectures searches returned, retrained stand-alone beside the space's "
+                                       "references."),
     "retrain": ("training", "retrain_command", "Train one architecture of a search space from scratch, as a "
                                                "standalone network."),
     "search": ("search", "search", "Search a space for the most accurate architecture under a latency target."),

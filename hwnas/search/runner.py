@@ -189,7 +189,7 @@ def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[
         ref_space = ref.build_space(space.profile, width=width)
         in_space = ref_space.describe() == space.describe()
         arch = ref_space.validate(ref.arch)
-        latencies = [_reference_latency(table, ref_space, arch) for table in context.tables]
+        latencies = [reference_latency(table, ref_space, arch) for table in context.tables]
         accuracy = math.nan
         feasible: bool | None = None
         if in_space:
@@ -204,7 +204,8 @@ def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[
     return rows
 
 
-def _reference_latency(table: LookupTable, space: SearchSpace, arch: Any) -> float:
+def reference_latency(table: LookupTable, space: SearchSpace, arch: Any) -> float:
+    """``arch`` of ``space`` on ``table`` (calibrated when the table is), or NaN when the table lacks a block."""
     keys = [b.key for _, b in space.blocks(arch, table.header["batch"], table.header["dtype"])]
     if any(k not in table.records for k in keys):
         return math.nan

@@ -38,10 +38,20 @@ def check_device(device: str) -> None:
 
 
 @contextmanager
-def process_group(device: str):
+def process_group(device: str, *, alone: bool = False):
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl on GPU), unless
-    the caller already set one up; leave it afterwards only if it was joined here."""
+    the caller already set one up; leave it afterwards only if it was joined here. ``alone`` keeps this
+    process out of any group: a training of its own inside a torchrun job (stand-alone trainings split over
+    the processes)."""
     check_device(device)
+    if alone:
+        if device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count())
+            torch.cuda.set_device(local)
+            yield Ranks(0, 1, torch.device("cuda", local))
+        else:
+            yield Ranks(0, 1, torch.device("cpu"))
+        return
     joined = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")

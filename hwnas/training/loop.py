@@ -85,15 +85,16 @@ def build_strategy(config: RunConfig, space: SearchSpace, loaders: Loaders) -> S
 
 
 def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: ProgressCallback | None = None,
-          on_epoch=None) -> TrainResult:
+          on_epoch=None, alone: bool = False) -> TrainResult:
     """Train (or resume) the run ``config`` describes in ``run_dir``; see the module docstring.
 
     Bad settings, unusable data and a run directory that holds another run raise HwnasError subclasses
     before anything is written; a run directory another process is writing is refused, naming it. ``on_progress`` receives a `hwnas.progress.Progress` every few steps
     (rank 0 only); ``on_epoch(EpochStats)`` is called on rank 0 after each epoch's checkpoint is written.
+    ``alone`` trains in this process only, even inside a torchrun job (see `process_group`).
     """
     run_dir = check_output_dir(run_dir, "a run directory")
-    with process_group(config.device) as ranks:
+    with process_group(config.device, alone=alone) as ranks:
         loaders = build_loaders(config.dataset, distributed=ranks.world_size > 1, **config.loader_options())
         # the run records the data it really trains on (a data set may fall back to another, as fashion-mnist
         # to its embedded subset) and the architecture it retrains, so that it is evaluated on the same

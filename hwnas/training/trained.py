@@ -103,15 +103,19 @@ def open_evaluator(run_dir: str | os.PathLike, *, space: SearchSpace | None = No
                              description=description)
 
 
+def data_settings(config: RunConfig) -> dict[str, Any]:
+    """The `RunConfig` settings that give another run the same data, split and input shape as ``config``."""
+    return dict(dataset=config.dataset, val_fraction=config.val_fraction,
+                split_seed=config.seed if config.split_seed is None else config.split_seed,
+                resolution=config.resolution, synthetic_size=config.synthetic_size,
+                synthetic_like=config.synthetic_like, width=config.width, data_root=config.data_root)
+
+
 def warm_start(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The `RunConfig` settings of a run that starts from the trained supernet in ``run_dir``: its weights
     (``init_from``), its data and its validation split, so that the new run never validates on an image the
     supernet was trained on."""
     load_supernet(run_dir)  # refuses what is not a trained supernet
     config = read_run(run_dir).config
-    return dict(dataset=config.dataset, val_fraction=config.val_fraction,
-                split_seed=config.seed if config.split_seed is None else config.split_seed,
-                resolution=config.resolution, synthetic_size=config.synthetic_size,
-                synthetic_like=config.synthetic_like, width=config.width, weight_sharing=config.weight_sharing,
-                bn_batches=config.bn_batches, data_root=config.data_root,
+    return dict(**data_settings(config), weight_sharing=config.weight_sharing, bn_batches=config.bn_batches,
                 init_from=str(Path(run_dir).resolve()))

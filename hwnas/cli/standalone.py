@@ -1,0 +1,178 @@
+"""``hwnas rank`` and ``hwnas report``: architectures trained stand-alone with one recipe, judging a supernet's
+ranking and reporting searches beside the references (`hwnas.search.rank`, `hwnas.search.report`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hwnas.cli.options import BATCH, SEED, Number, default_of, format_option, options, output_path, threads_option
+from hwnas.cli.output import render
+from hwnas.cli.progress import ProgressDisplay
+from hwnas.outputs import check_output_dir
+from hwnas.search.standalone import Recipe
+
+STANDALONE_LAYOUT = """\b
+Each architecture is a run directory of its own, OUT/runs/NNN-<digest> (as `hwnas retrain`
+writes; its result.json holds the test accuracy once done). Running the same command again
+resumes: finished trainings are never redone. Over several processes:
+  torchrun --standalone --nproc_per_node N -m hwnas.cli rank|report ...
+(each process trains its own architectures; the results are those of one process with the
+same --threads: a CPU training's arithmetic depends on its thread count)."""
+
+
+def _d(name: str) -> Any:
+    return default_of(Recipe, name)
+
+
+def _recipe_options() -> list:
+    from hwnas.training.config import DEVICES
+    from hwnas.training.optim import OPTIMIZERS, SCHEDULERS
+
+    return [
+        click.option("--epochs", type=Number(int, 1, 10**5), default=_d("epochs"), show_default=True,
+                     help="Epochs of every stand-alone training."),
+        click.option("--steps-per-epoch", type=Number(int, 0, 10**9), default=_d("steps_per_epoch"), show_default=True,
+                     help="Training steps per epoch (0: one pass over the training split)."),
+        click.option("--batch-size", type=BATCH, default=_d("batch_size"), show_default=True),
+        click.option("--optimizer", default=_d("optimizer"), show_default=True, help=f"One of {', '.join(OPTIMIZERS)}."),
+        click.option("--lr", type=Number(float, 0, 100, low_open=True), default=_d("lr"), show_default=True),
+        click.option("--momentum", type=Number(float, 0, 1, high_open=True), default=_d("momentum"), show_default=True),
+        click.option("--weight-decay", type=Number(float, 0, 1), default=_d("weight_decay"), show_default=True),
+        click.option("--scheduler", default=_d("scheduler"), show_default=True, help=f"One of {', '.join(SCHEDULERS)}."),
+        click.option("--label-smoothing", type=Number(float, 0, 1, high_open=True), default=_d("label_smoothing"),
+                     show_default=True),
+        click.option("--seed", type=SEED, default=_d("seed"), show_default=True,
+                     help="Seeds every training alike (and the choice of architectures of `rank`)."),
+        click.option("--device", type=click.Choice(DEVICES), default=_d("device"), show_default=True,
+                     help="Torch device of the trainings (cuda: process r uses GPU LOCAL_RANK)."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Dataset folder [default: the supernet run's]."),
+        threads_option,
+        click.option("--chart", type=click.Path(dir_okay=False), default=None,
+                     help="Chart file (.png, .svg, .pdf) [default: OUT/rank.png or OUT/report.png]."),
+        click.option("--progress/--no-progress", default=True, help="Progress bar on stderr."),
+        format_option,
+    ]
+
+
+def _recipe(settings: dict[str, Any]) -> Recipe:
+    return Recipe(**{name: settings.pop(name) for name in list(settings) if name in Recipe.__dataclass_fields__})
+
+
+def check_chart(path: Path) -> Path:
+    from hwnas.errors import ConfigError
+    from hwnas.outputs import check_output_file
+    from hwnas.search.plot import FORMATS
+
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {path.name!r}")
+    return check_output_file(path, "a chart")
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@click.command("rank", epilog=STANDALONE_LAYOUT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--archs", "k", type=Number(int, 2, 10**4), required=True,
+              help="Architectures to train stand-alone, chosen spread evenly over the supernet's accuracy range.")
+@click.option("--archs-from", type=click.Path(file_okay=False), default=None, metavar="SEARCH_DIR|RANK_DIR",
+              help="Take them from this search's candidates instead (spread over its accuracy range), or from "
+                   "another ranking (another supernet of the space: the same architectures, whose finished "
+                   "trainings with the same recipe and data are reused, not redone).")
+@click.option("--table", "table_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Lookup table of the run's space (repeatable): a latency column per table in rank.csv.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path,
+              metavar="RANK_DIR", help="Ranking directory (created, or resumed if it holds this ranking).")
+@options(*_recipe_options())
+def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, ...], output: Path,
+         data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str,
+         **settings: Any) -> None:
+    """How well a trained supernet ranks architectures: K of them trained stand-alone, Kendall tau.
+
+    The K architectures are spread over the supernet's (BN-recalibrated) accuracy range of a sample of
+    random ones; each is trained from scratch with one recipe on the supernet run's data and evaluated on
+    the test split, which neither the supernet nor a search ever saw. Prints Kendall tau, Spearman rho
+    and top-k overlap (k = max(2, K // 4)) of stand-alone accuracy against the supernet's, with BN
+    recalibrated and inherited, each with a bootstrap 95 % interval; writes RANK_DIR/rank.csv (per
+    architecture: both supernet accuracies, stand-alone test and validation accuracy, latency per table,
+    MACs, params), rank.json (settings, statistics, verdict) and a scatter chart.
+    """
+    from hwnas.errors import ConfigError
+    from hwnas.search.charts import draw_rank_chart
+    from hwnas.search.rank import rank_supernet
+    from hwnas.tables import LookupTable
+    from hwnas.threads import configure
+    from hwnas.training.run_dir import read_run
+    from hwnas.training.trained import data_settings, open_evaluator
+
+    recipe = _recipe(settings)
+    check_output_dir(output, "a ranking directory")
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"RUN_DIR must be a trained supernet's run directory, but {run_dir} does not exist")
+    chart_path = check_chart(Path(chart) if chart else output / "rank.png")
+    tables = [LookupTable.load(p) for p in table_paths]
+    configure(threads)
+    evaluator = open_evaluator(run_dir, device=recipe.device, data_root=data_root)
+    stored = read_run(run_dir)
+    data = {**data_settings(stored.config), **({"data_root": data_root} if data_root else {})}
+    with ProgressDisplay(enabled=progress and _main_process()) as display:
+        result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, archs_from=archs_from,
+                               tables=tables, on_progress=display)
+    if result is None:
+        return
+    agreement = {e: {n: vars(a) for n, a in s.items()} for e, s in result.agreement.items()}
+    draw_rank_chart(result.rows, agreement, chart_path,
+                    title=f"{result.config['space']['space']} supernet {Path(run_dir).name}: {len(result.rows)} "
+                          f"architectures, {recipe.epochs} stand-alone epochs each")
+    extra = {"ranking": str(output), "architectures": len(result.rows), "top_k": result.top_k,
+             "verdict": result.verdict, "chart": str(chart_path)}
+    click.echo(render(result.summary_rows(), fmt, extra=extra if fmt != "csv" else None))
+
+
+@click.command("report", epilog=STANDALONE_LAYOUT)
+@click.argument("searches", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="SEARCH_DIR...")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path,
+              metavar="REPORT_DIR", help="Report directory (created, or resumed if it holds this report).")
+@click.option("--references/--no-references", default=True, show_default=True,
+              help="Train the space's reference architectures beside the searches' own.")
+@click.option("--measured", is_flag=True,
+              help="Also time every network end to end on the first table's device (this machine), with the "
+                   "table's protocol.")
+@options(*_recipe_options())
+def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, data_root: str | None,
+           threads: int | None, chart: str | None, progress: bool, fmt: str, **settings: Any) -> None:
+    """The architectures searches returned, retrained stand-alone beside the space's references.
+
+    Each search's returned architecture (a sweep directory stands for its searches) and the reference
+    architectures of its space (FBNet-A/B/C for fbnet, ...) are trained from scratch with one recipe, on
+    the data the searches were scored on, at their input profile and width, and evaluated on the test
+    split. Writes REPORT_DIR/report.csv (name, test and validation accuracy, latency on each table of the
+    first search, measured latency with --measured, MACs, params), report.json and a chart of accuracy
+    against latency.
+    """
+    from hwnas.search.charts import draw_report_chart
+    from hwnas.search.report import report_searches
+    from hwnas.search.results import latency_column
+    from hwnas.threads import configure
+
+    recipe = _recipe(settings)
+    check_output_dir(output, "a report directory")
+    chart_path = check_chart(Path(chart) if chart else output / "report.png")
+    configure(threads)
+    with ProgressDisplay(enabled=progress and _main_process()) as display:
+        result = report_searches(searches, recipe, output, references=references, measured=measured,
+                                 data_root=data_root, on_progress=display)
+    if result is None:
+        return
+    draw_report_chart(result.rows, latency_column(result.labels[0]), chart_path, measured=result.measured,
+                      title=f"stand-alone, {recipe.epochs} epochs each, on {result.config['data']['dataset']} "
+                            f"(test split)")
+    shown = result.rows.drop(columns=["run", "arch"]).round(3).to_dict("records")
+    extra = {"report": str(output), "chart": str(chart_path)}
+    click.echo(render(shown, fmt, extra=extra if fmt != "csv" else None))

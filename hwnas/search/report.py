@@ -1,0 +1,174 @@
+"""The results of searches as a paper reports them (`hwnas report`): the architecture each search returned,
+trained stand-alone from scratch with one recipe beside the reference architectures of its space (FBNet-A/B/C
+for fbnet, ProxylessNAS-Mobile and MobileNetV2 for proxylessnas, ...), at the same data, input profile and
+width, with their test accuracy, table latency and, on request, latency measured on the table's device.
+
+The data is the one the searches were scored on: that of the supernet run a search's evaluator names (or of
+the supernet a differentiable search trained, ``SEARCH_DIR/supernet``); every search of a report must share
+it. Searches that returned the same architecture share one training. The latency columns are those of the
+first search's tables. ``REPORT_DIR`` holds ``plan.json`` (what is trained, fixed on the first call),
+``runs/NNN-<digest>/`` (one resumable training each; see `hwnas.search.standalone`), ``report.csv``,
+``report.json`` and the chart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwnas import __version__
+from hwnas.errors import ConfigError
+from hwnas.files import dump_json, write_atomic
+from hwnas.outputs import check_output_dir, dir_lock
+from hwnas.progress import ProgressCallback
+from hwnas.search.results import TRAINING_RUN, SearchRecord, expand_search_dirs, latency_column, load_search
+from hwnas.search.runner import reference_latency
+from hwnas.search.standalone import Recipe, job, saved_plan, share, train_standalone
+from hwnas.space import REFERENCES, SearchSpace, find_reference, space_from_description
+from hwnas.space.cost import arch_cost
+from hwnas.tables import LookupTable
+
+PLAN, REPORT_CSV, REPORT_JSON, RUNS = "plan.json", "report.csv", "report.json", "runs"
+
+
+@dataclass
+class Report:
+    path: Path
+    rows: pd.DataFrame
+    labels: list[str]
+    measured: str | None
+    config: dict
+
+
+def searched_data(record: SearchRecord) -> dict[str, Any]:
+    """The data settings (`hwnas.training.trained.data_settings`) a search scored its candidates on."""
+    from hwnas.training.run_dir import read_run
+    from hwnas.training.trained import data_settings
+
+    evaluator = record.config.get("evaluator") or {}
+    run_dir = evaluator.get("run_dir") if isinstance(evaluator, dict) else None
+    if run_dir is None and (record.path / TRAINING_RUN).is_dir():
+        run_dir = record.path / TRAINING_RUN
+    stored = read_run(run_dir) if run_dir is not None and Path(run_dir).is_dir() else None
+    if stored is None:
+        raise ConfigError(f"a report retrains on the data a search was scored on, but search {record.path} names no "
+                          f"supernet run that still exists ({run_dir or 'none'})")
+    return data_settings(stored.config)
+
+
+def plan_entries(records: Sequence[SearchRecord], references: bool) -> list[dict]:
+    """What to train: each distinct returned architecture (named by the searches that returned it), then the
+    references of each space."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        if record.best is None:
+            raise ConfigError(f"a report needs the architecture each search returned, but search {record.path} "
+                              f"returned none (no feasible candidate)")
+        found.setdefault((record.config["space"]["space"], record.best["arch"]), []).append(record.name)
+    plan = [{"kind": "found", "name": ", ".join(names), "space": space, "arch": arch}
+            for (space, arch), names in found.items()]
+    if references:
+        for space in dict.fromkeys(space for space, _ in found):
+            plan += [{"kind": "reference", "name": name, "space": space, "arch": name}
+                     for name in REFERENCES if REFERENCES.get(name).space == space]
+    return plan
+
+
+def _space_and_arch(entry: dict, space: SearchSpace) -> tuple[SearchSpace, Any]:
+    """The space an entry is built in at the searches' input profile and width, and its architecture."""
+    if entry["kind"] == "reference":
+        ref = find_reference(entry["arch"])
+        ref_space = ref.build_space(space.profile, width=space.config.get("width", 1.0))
+        return ref_space, ref_space.validate(ref.arch)
+    return space, space.validate(entry["arch"])
+
+
+def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str | Path, *, references: bool = True,
+                    measured: bool = False, data_root: str | None = None,
+                    on_progress: ProgressCallback | None = None) -> Report | None:
+    """Train and report (see the module docstring); under torchrun every process calls this and trains its
+    share, and the report is returned on rank 0 (None elsewhere)."""
+    records = [load_search(p) for p in expand_search_dirs(searches)]
+    if not records:
+        raise ConfigError("a report needs at least one search directory, but got none")
+    datas = [searched_data(r) for r in records]
+    for record, data in zip(records[1:], datas[1:]):
+        if data != datas[0]:
+            diffs = [f"{k} {data.get(k)!r} != {datas[0].get(k)!r}" for k in sorted(data) if data.get(k) != datas[0].get(k)]
+            raise ConfigError(f"the searches of one report must be scored on the same data, but {record.path} differs "
+                              f"from {records[0].path}: {'; '.join(diffs[:3])}")
+    data = {**datas[0], **({"data_root": data_root} if data_root else {})}
+    spaces = {r.config["space"]["space"]: space_from_description(r.config["space"]) for r in records}
+    tables = [LookupTable.load(t["path"]) if t.get("path") and Path(t["path"]).is_file() else None
+              for t in records[0].config["tables"]]
+    labels = records[0].labels
+    if measured and tables[0] is None:
+        raise ConfigError(f"--measured times the networks on the first table's device, but the table of search "
+                          f"{records[0].path} is gone ({records[0].config['tables'][0].get('path')})")
+    path = check_output_dir(output, "a report directory")
+    config = {"searches": [str(r.path.resolve()) for r in records], "data": data, "recipe": recipe.settings(),
+              "references": references}
+    for entry in plan_entries(records, references):  # bad settings: before any work
+        recipe.run_config(entry["space"], entry["arch"], data)
+    with job() as (rank, world):
+        if rank == 0:
+            path.mkdir(parents=True, exist_ok=True)
+        with dir_lock(path, "report directory") if rank == 0 else nullcontext():
+            plan = share(world, saved_plan(path / PLAN, "hwnas-report-plan", config,
+                                           lambda: plan_entries(records, references)) if rank == 0 else None)
+            trained = train_standalone([(e["space"], e["arch"]) for e in plan], recipe, data, path / RUNS,
+                                       on_progress=on_progress, rank=rank, world=world)
+            if rank != 0:
+                return None
+            rows = []
+            for entry, done in zip(plan, trained):
+                space, arch = _space_and_arch(entry, spaces[entry["space"]])
+                cost = arch_cost(space, arch)
+                row = {"kind": entry["kind"], "name": entry["name"], "arch": str(arch), "test_acc": done.test_acc,
+                       "val_acc": done.val_acc}
+                row.update({latency_column(label): math.nan if table is None else reference_latency(table, space, arch)
+                            for label, table in zip(labels, tables)})
+                row.update({"macs": cost.macs, "params": cost.params, "run": str(done.run_dir.relative_to(path))})
+                rows.append(row)
+            frame = pd.DataFrame(rows)
+            column = None
+            if measured:
+                column = f"measured_ms[{labels[0]}]"
+                frame[column] = _measure(tables[0], plan, spaces, on_progress)
+            write_atomic(path / REPORT_CSV, frame.to_csv(index=False))
+            write_atomic(path / REPORT_JSON, dump_json({"kind": "hwnas-report", "version": 1, "hwnas": __version__,
+                                                        **config, "tables": labels, "rows": rows}, nan_as_null=True,
+                                                       indent=2) + "\n")
+            return Report(path, frame, labels, column, config)
+
+
+def _measure(table: LookupTable, plan: list[dict], spaces: dict[str, SearchSpace],
+             on_progress: ProgressCallback | None) -> np.ndarray:
+    """Each entry built as a whole network and timed on the table's device with its protocol (as `hwnas
+    validate` measures); NaN for a network not of the table's space (a reference of other channels)."""
+    from hwnas.profiler.protocol import Protocol
+    from hwnas.profiler.session import check_same_device, table_device
+    from hwnas.profiler.validate import check_measurable, measure_archs
+
+    check_measurable(table)
+    device = table_device(table)
+    check_same_device(table, device)
+    mine = table.space.describe()
+    indices, archs = [], []
+    for i, entry in enumerate(plan):
+        space, arch = _space_and_arch(entry, spaces[entry["space"]])
+        if space.describe() == mine:
+            indices.append(i)
+            archs.append(arch)
+    out = np.full(len(plan), np.nan)
+    if archs:
+        out[indices] = measure_archs(table, device, archs, Protocol.from_dict(table.header["protocol"]),
+                                     on_progress=on_progress)
+    return out

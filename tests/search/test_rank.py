@@ -1,0 +1,277 @@
+"""`hwnas rank`: the choice of architectures, the agreement statistics, and the command end to end on a tiny
+synthetic supernet (resumption, bad input, torchrun)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from hwnas.cli import cli
+from hwnas.errors import ConfigError, TargetError
+from hwnas.search import rank as rank_module
+from hwnas.search import standalone
+from hwnas.search.rank import FEWEST_FOR_VERDICT, agreement, spread, stratified, top_k_overlap, verdict
+from hwnas.space import get_space
+from hwnas.testing import SyntheticEvaluator, synthetic_table
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--no-progress", "--threads", "1"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _one_line_error(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+# ----- choice of architectures ------------------------------------------------------------------------
+
+def test_stratified_spreads_over_the_accuracy_range():
+    space = get_space("proxylessnas", "cifar10", width=0.5)
+    evaluator = SyntheticEvaluator(space)
+    chosen = stratified(evaluator, 5, pool=40, seed=3)
+    accuracies = [evaluator(a) for a in chosen]
+    assert len(set(map(str, chosen))) == 5 and accuracies == sorted(accuracies)
+    import random
+    rng = random.Random(3)
+    pool = [evaluator(space.sample(rng)) for _ in range(40)]
+    assert accuracies[0] == min(pool) and accuracies[-1] == max(pool), "the ends of the range are included"
+    assert [str(a) for a in stratified(evaluator, 5, pool=40, seed=3)] == [str(a) for a in chosen]
+
+
+def test_spread_takes_distinct_architectures_of_a_search():
+    space = get_space("spos", "cifar10", width=0.25)
+    import random
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(6)]
+    accuracies = [10.0, 50.0, 30.0, 20.0, 60.0, 40.0]
+    chosen = spread(archs + archs[:2], accuracies + accuracies[:2], 3)  # duplicates count once
+    assert [str(a) for a in chosen] == [str(archs[0]), str(archs[2]), str(archs[4])]  # 10, 30, 60 %
+    with pytest.raises(ConfigError, match="holds 6 distinct architectures, fewer than archs=7"):
+        spread(archs, accuracies, 7)
+    with pytest.raises(ConfigError, match="at least 2 architectures, but got archs=1"):
+        spread(archs, accuracies, 1)
+
+
+# ----- statistics -------------------------------------------------------------------------------------
+
+def test_agreement_of_a_perfect_a_reversed_and_a_tied_ranking():
+    truth = np.arange(10.0)
+    perfect = agreement(truth, truth * 2 + 1, samples=200)
+    assert perfect["kendall_tau"].value == pytest.approx(1) and perfect["kendall_tau"].low == pytest.approx(1)
+    assert perfect["spearman_rho"].value == pytest.approx(1) and perfect["top_k_overlap"].value == 1
+    reversed_ = agreement(truth, -truth, samples=200)
+    assert reversed_["kendall_tau"].value == pytest.approx(-1) and reversed_["top_k_overlap"].value == 0
+    tied = agreement(truth, np.ones(10), samples=200)
+    assert math.isnan(tied["kendall_tau"].value) and verdict(tied, 10).startswith("no ranking")
+
+
+def test_the_interval_holds_the_value_and_narrows_with_more_architectures():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (10, 80):
+        truth = rng.normal(size=n)
+        estimate = truth + rng.normal(size=n)
+        stats = agreement(truth, estimate, samples=500)
+        tau = stats["kendall_tau"]
+        assert tau.low <= tau.value <= tau.high
+        widths.append(tau.high - tau.low)
+    assert widths[1] < widths[0]
+    assert verdict(stats, 80).startswith("the supernet ranks architectures better than chance")
+
+
+def test_verdict_needs_enough_architectures():
+    stats = agreement(np.arange(4.0), np.arange(4.0), samples=50)
+    assert verdict(stats, 4).startswith("no conclusion: 4 architectures are too few")
+    noisy = agreement([1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 4, 3, 6, 5, 8, 7][::-1], samples=300)
+    assert FEWEST_FOR_VERDICT == 8 and "worse than chance" in verdict(noisy, 8) or "no conclusion" in verdict(noisy, 8)
+
+
+def test_top_k_overlap():
+    assert top_k_overlap(np.array([4, 3, 2, 1.0]), np.array([3, 4, 1, 2.0]), 2) == 1.0
+    assert top_k_overlap(np.array([4, 3, 2, 1.0]), np.array([1, 2, 3, 4.0]), 2) == 0.0
+    assert top_k_overlap(np.array([4, 3, 2, 1.0]), np.array([4, 1, 3, 2.0]), 2) == 0.5
+
+
+# ----- the command ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory):
+    from hwnas.testing import tiny_supernet_run
+
+    return tiny_supernet_run(tmp_path_factory.mktemp("rank") / "supernet", width=0.25, synthetic_size=64,
+                             batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def table_path(supernet, tmp_path_factory):
+    from hwnas.training.trained import load_supernet
+
+    net, _ = load_supernet(supernet)
+    path = tmp_path_factory.mktemp("tables") / "spos.jsonl"
+    synthetic_table(net.space, path=path)
+    return path
+
+
+def test_rank_writes_its_files_and_resumes_without_training_again(supernet, table_path, tmp_path):
+    out = tmp_path / "rank"
+    first = run("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out, "--format", "json")
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.output)
+    assert [row["supernet_bn"] for row in data["rows"]] == ["recalibrated_bn", "inherited_bn"]
+    assert data["architectures"] == 3 and data["verdict"].startswith("no conclusion: 3 architectures")
+    frame = pd.read_csv(out / "rank.csv")
+    assert list(frame.columns) == ["arch", "supernet_acc_inherited_bn", "supernet_acc_recalibrated_bn",
+                                   "standalone_test_acc", "standalone_val_acc", "latency_ms[synthetic]", "macs",
+                                   "params", "run"]
+    assert len(frame) == 3 and frame["standalone_test_acc"].between(0, 100).all() and (frame["macs"] > 0).all()
+    assert frame["supernet_acc_recalibrated_bn"].is_monotonic_increasing
+    saved = json.loads((out / "rank.json").read_text())
+    assert saved["recipe"]["epochs"] == 1 and saved["data"]["dataset"] == "synthetic"
+    assert set(saved["agreement"]) == {"recalibrated_bn", "inherited_bn"}
+    assert (out / "rank.png").stat().st_size > 10_000
+    for run_name in frame["run"]:
+        result = json.loads((out / run_name / "result.json").read_text())
+        assert result["test_acc"] == pytest.approx(frame.set_index("run").loc[run_name, "standalone_test_acc"])
+    checkpoints = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
+    again = run("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out, "--format", "json")
+    assert again.exit_code == 0 and json.loads(again.output)["rows"] == data["rows"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")} == checkpoints, "nothing retrained"
+    other = run("rank", supernet, "--archs", 4, *RECIPE, "-o", out)
+    _one_line_error(other, "holds the work of another configuration (archs 3 != 4")
+
+
+def test_a_killed_rank_resumes_and_never_redoes_a_finished_training(supernet, tmp_path, monkeypatch):
+    out = tmp_path / "rank"
+    trained = []
+    real_train = standalone.train
+
+    def train_then_die(config, run_dir, **kwargs):
+        if trained:
+            raise KeyboardInterrupt  # killed during the second training
+        trained.append(run_dir)
+        return real_train(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(standalone, "train", train_then_die)
+    killed = run("rank", supernet, "--archs", 3, *RECIPE, "-o", out)
+    assert killed.exit_code != 0 and not (out / "rank.csv").exists()
+    first = trained[0]
+    assert (first / "result.json").exists()
+    stamp = (first / "checkpoint.pt").stat().st_mtime_ns
+    monkeypatch.setattr(standalone, "train", real_train)
+    calls = []
+    monkeypatch.setattr(standalone, "train", lambda config, run_dir, **kw: calls.append(run_dir) or real_train(config, run_dir, **kw))
+    resumed = run("rank", supernet, "--archs", 3, *RECIPE, "-o", out)
+    assert resumed.exit_code == 0, resumed.output
+    assert first not in calls and len(calls) == 2 and (first / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert len(pd.read_csv(out / "rank.csv")) == 3
+
+
+def test_rank_from_a_search(supernet, table_path, tmp_path):
+    search_dir = tmp_path / "search"
+    searched = run("search", "--space", "spos", "--table", table_path, "--target-latency", "1000", "--supernet", supernet,
+                   "--population", 4, "--generations", 2, "-o", search_dir)
+    assert searched.exit_code == 0, searched.output
+    ranked = run("rank", supernet, "--archs", 2, "--archs-from", search_dir, *RECIPE, "-o", tmp_path / "rank")
+    assert ranked.exit_code == 0, ranked.output
+    archs = set(pd.read_csv(search_dir / "candidates.csv")["arch"])
+    assert set(pd.read_csv(tmp_path / "rank" / "rank.csv")["arch"]) <= archs
+
+
+def test_rank_from_another_ranking_reuses_its_trainings(supernet, tmp_path, monkeypatch):
+    first = run("rank", supernet, "--archs", 2, *RECIPE, "-o", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    calls = []
+    monkeypatch.setattr(standalone, "train", lambda *a, **k: calls.append(a))
+    second = run("rank", supernet, "--archs", 2, "--archs-from", tmp_path / "a", *RECIPE, "-o", tmp_path / "b")
+    assert second.exit_code == 0, second.output
+    assert not calls, "the trainings of the first ranking are reused"
+    a, b = pd.read_csv(tmp_path / "a" / "rank.csv"), pd.read_csv(tmp_path / "b" / "rank.csv")
+    assert a.drop(columns="run").equals(b.drop(columns="run"))
+    reused = json.loads((tmp_path / "b" / b["run"][0] / "result.json").read_text())
+    assert reused["trained_in"] == str((tmp_path / "a" / a["run"][0]).resolve())
+    other_recipe = [*RECIPE[:1], "2", *RECIPE[2:]]
+    monkeypatch.undo()
+    third = run("rank", supernet, "--archs", 2, "--archs-from", tmp_path / "a", *other_recipe, "-o", tmp_path / "c")
+    assert third.exit_code == 0 and not any("trained_in" in p.read_text() for p in (tmp_path / "c").glob("runs/*/result.json"))
+
+
+def test_bad_input_is_one_line(supernet, tmp_path):
+    _one_line_error(run("rank", supernet, "--archs", 1, *RECIPE, "-o", tmp_path / "r"),
+                    "Invalid value for '--archs': must be a finite integer >= 2 and <= 10000, but got '1'")
+    _one_line_error(run("rank", tmp_path / "missing", "--archs", 2, *RECIPE, "-o", tmp_path / "r"),
+                    "RUN_DIR must be a trained supernet's run directory, but")
+    empty = tmp_path / "empty-search"
+    empty.mkdir()
+    _one_line_error(run("rank", supernet, "--archs", 2, "--archs-from", empty, *RECIPE, "-o", tmp_path / "r"),
+                    "a search directory must hold config.json and candidates.csv")
+    (tmp_path / "file").write_text("x")
+    _one_line_error(run("rank", supernet, "--archs", 2, *RECIPE, "-o", tmp_path / "file"),
+                    "is a file")
+    assert not (tmp_path / "r").exists(), "nothing written for bad input"
+
+
+def test_a_search_or_table_of_another_space_is_refused(supernet, table_path, tmp_path):
+    search_dir = tmp_path / "search"
+    assert run("search", "--space", "spos", "--table", table_path, "--target-latency", "1000", "--supernet", supernet,
+               "--strategy", "random", "--samples", 3, "-o", search_dir).exit_code == 0
+    config = json.loads((search_dir / "config.json").read_text())
+    config["space"]["width"] = 0.5  # as if searched over a wider space
+    (search_dir / "config.json").write_text(json.dumps(config))
+    _one_line_error(run("rank", supernet, "--archs", 2, "--archs-from", search_dir, *RECIPE, "-o", tmp_path / "r"),
+                    "--archs-from must be a search or ranking of the supernet's space, but")
+    table = synthetic_table(get_space("fbnet", "cifar10", width=0.25, resolution=8), path=tmp_path / "fbnet.jsonl")
+    _one_line_error(run("rank", supernet, "--archs", 2, "--table", table.path, *RECIPE, "-o", tmp_path / "r"),
+                    "was built for space 'fbnet', but space 'spos' was asked for")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_retrained_network_is_not_a_supernet(supernet, tmp_path):
+    retrained = tmp_path / "retrained"
+    assert run("retrain", "--space", "spos", "--arch", "SPOS", "--dataset", "synthetic", "--width", 0.25,
+               "--resolution", 8, "--synthetic-size", 32, "--batch-size", 8, "--epochs", 1, "--steps-per-epoch", 1,
+               "--no-progress", "-o", retrained).exit_code == 0
+    result = run("rank", retrained, "--archs", 2, *RECIPE, "-o", tmp_path / "r")
+    assert result.exit_code == 2 and "holds a retrained architecture" in result.output
+
+
+def test_a_stopped_torchrun_peer_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(standalone.dist, "barrier", lambda: (_ for _ in ()).throw(RuntimeError("Connection closed by peer")))
+    (tmp_path / "000-x").mkdir()
+    (tmp_path / "000-x" / "result.json").write_text("{}")
+    with pytest.raises(TargetError, match=r"a process of this torchrun job stopped \(Connection closed by peer\); "
+                                          r"1 of 3 trainings are done in .*: run the same command again to resume"):
+        standalone.barrier(2, tmp_path, 3)
+    with pytest.raises(TargetError, match="this torchrun job was stopped"):
+        standalone._stopped(15, None)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_results_of_one(supernet, tmp_path):
+    one = run("rank", supernet, "--archs", 3, *RECIPE, "-o", tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "hwnas.cli", "rank", str(supernet), "--archs", "3", *RECIPE, "-o", str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("verdict:") == 1, "only rank 0 reports"
+    a, b = pd.read_csv(tmp_path / "one" / "rank.csv"), pd.read_csv(tmp_path / "two" / "rank.csv")
+    pd.testing.assert_frame_equal(a, b)
+    owners = {p.parent.name: p.name.split(".")[-2] for p in (tmp_path / "two").glob("runs/*/events.*")}
+    assert len(set(owners.values())) == 2, "both processes trained"
+    assert rank_module.RANK_CSV == "rank.csv"

@@ -9,18 +9,24 @@ S / 9 steps (every one of the 9 ops of every layer once per step, so 9 paths per
 accuracy range) and ``hwnas rank FAIRNESS --archs-from UNIFORM_RANK`` scores the same K architectures on
 the fairness supernet, reusing the stand-alone trainings: a paired comparison. Prints both rankings'
 Kendall tau, Spearman rho and top-k overlap with their bootstrap 95 % intervals side by side, with BN
-recalibrated and inherited, and the wall time of every step. Every step resumes: run it again after an
+recalibrated and inherited, and the wall time of every step. ``--seed-check N`` trains N of the
+architectures again with another seed: how much a stand-alone accuracy moves by chance alone, beside the
+spread of the K accuracies (a ranking cannot be judged more finely than that). Every step resumes: run it again after an
 interruption and finished work is not redone.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
 
 OPS = 9  # candidate ops per fbnet layer: a strict-fairness step trains 9 paths
 
@@ -42,6 +48,8 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=12)
     parser.add_argument("--standalone-epochs", type=int, default=10)
     parser.add_argument("--standalone-steps", type=int, default=100, help="stand-alone steps per epoch (0: a pass)")
+    parser.add_argument("--seed-check", type=int, default=0, metavar="N",
+                        help="retrain N of the architectures with another seed: the stand-alone accuracy's own noise")
     parser.add_argument("--threads", default="2", help="fixed, so that results do not depend on the load")
     args = parser.parse_args()
 
@@ -61,22 +69,43 @@ def main() -> None:
                                                    "--archs-from", str(work / "rank-uniform"), *recipe,
                                                    "-o", str(work / "rank-fairness"))
 
+    if args.seed_check:
+        seconds[f"{args.seed_check} retrained, seed 1"] = hwnas(
+            "rank", str(work / "uniform"), "--archs", str(args.seed_check), "--archs-from", str(work / "rank-uniform"),
+            *recipe, "--seed", "1", "-o", str(work / "rank-seed1"))
+
     ranks = {name: json.loads((work / f"rank-{name}" / "rank.json").read_text()) for name in ("uniform", "fairness")}
     print(f"\nfbnet, {args.dataset}, width 0.25, 16x16; supernets {args.epochs} epochs x {args.steps} uniform "
           f"steps / {args.steps // OPS} fairness steps; {args.archs} architectures trained stand-alone "
           f"{args.standalone_epochs} epochs x {args.standalone_steps or 'a pass of'} steps, scored on the test split")
     for name, s in seconds.items():
         print(f"  {name:<30}{s:8.0f} s")
-    print(f"\n{'supernet':<10}{'BN':<14}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
+    print(f"\n{'supernet':<10}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
     for name, rank in ranks.items():
         for estimate, stats in rank["agreement"].items():
             cells = [f"{s['value']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
                      for s in (stats["kendall_tau"], stats["spearman_rho"], stats["top_k_overlap"])]
-            print(f"{name:<10}{estimate:<14}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
+            print(f"{name:<10}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
     for name, rank in ranks.items():
         print(f"{name}: {rank['verdict']}")
-    rows = (work / "rank-uniform" / "rank.csv").read_text().splitlines()
-    print(f"\nstand-alone test accuracy of the {len(rows) - 1} architectures: see {work / 'rank-uniform' / 'rank.csv'}")
+    first = standalone(work / "rank-uniform")
+    values = np.array(list(first.values()))
+    print(f"\nstand-alone test accuracy of the {len(values)} architectures: {values.min():.2f}-{values.max():.2f} % "
+          f"(sd {values.std(ddof=1):.2f} points)")
+    if args.seed_check:
+        again = standalone(work / "rank-seed1")
+        pairs = np.array([(first[arch], acc) for arch, acc in again.items()])
+        noise = (pairs[:, 0] - pairs[:, 1]).std(ddof=1) / np.sqrt(2)
+        print(f"the same {len(pairs)} trained again with seed 1: mean |difference| "
+              f"{np.abs(pairs[:, 0] - pairs[:, 1]).mean():.2f} points, sd of one training {noise:.2f} points, "
+              f"Kendall tau seed 0 vs seed 1 {kendalltau(pairs[:, 0], pairs[:, 1]).statistic:+.2f}")
+        for arch, acc in again.items():
+            print(f"  {first[arch]:6.2f} {acc:6.2f}  {arch}")
+
+
+def standalone(folder: Path) -> dict[str, float]:
+    with open(folder / "rank.csv", newline="") as f:
+        return {row["arch"]: float(row["standalone_test_acc"]) for row in csv.DictReader(f)}
 
 
 if __name__ == "__main__":

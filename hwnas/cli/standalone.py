@@ -143,7 +143,7 @@ def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, .
               help="Train the space's reference architectures beside the searches' own.")
 @click.option("--measured", is_flag=True,
               help="Also time every network end to end on the first table's device (this machine), with the "
-                   "table's protocol.")
+                   "table's protocol: references of other channels too, which the table cannot predict.")
 @options(*_recipe_options())
 def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, data_root: str | None,
            threads: int | None, chart: str | None, progress: bool, fmt: str, **settings: Any) -> None:

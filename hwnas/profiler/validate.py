@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from hwnas.devices import Device
-from hwnas.errors import ConfigError, TableError
+from hwnas.errors import ConfigError, TableError, require
 from hwnas.profiler.protocol import Protocol, caught_in_bursts
 from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, check_same_device
@@ -25,7 +26,7 @@ from hwnas.profiler.targets import Target
 
 Session = MeasuringSession | RemoteSession
 from hwnas.progress import ProgressCallback, report
-from hwnas.space import Architecture
+from hwnas.space import Architecture, SearchSpace
 from hwnas.tables import Calibration, LookupTable
 from hwnas.tables.accuracy import Errors
 
@@ -86,26 +87,37 @@ def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
 
 
 def measure_archs(table: LookupTable, device: Device, archs: list[Architecture], protocol: Protocol,
-                  chunk: int = 6, seed: int = 0, on_progress: ProgressCallback | None = None) -> np.ndarray:
+                  chunk: int = 6, seed: int = 0, on_progress: ProgressCallback | None = None,
+                  spaces: Sequence[SearchSpace] | None = None) -> np.ndarray:
     """End-to-end latency of whole networks, measured in interleaved chunks like table entries.
 
     When ``protocol.drift_correction`` is on and the table records its reference level, every chunk is
     measured beside the reference block and scaled to that level exactly as the table's batches were.
+    ``spaces`` gives the space each network is built in (default: the table's), for networks of other
+    channels at the table's input profile, such as reference architectures.
     """
+    if spaces is not None:
+        require(len(spaces) == len(archs), f"one space per architecture, but got {len(spaces)} for {len(archs)}")
+        for other in spaces:
+            require(other.profile == table.space.profile, f"networks are timed at the table's input profile "
+                    f"{table.space.profile}, but one is of {other.profile}")
     with open_session(device, protocol) as session:
-        return _measure_corrected(table, session, archs, chunk, seed, on_progress)[0]
+        return _measure_corrected(table, session, archs, chunk, seed, on_progress, spaces)[0]
 
 
 def _measure_corrected(table: LookupTable, session: Session, archs: list[Architecture], chunk: int, seed: int,
-                       on_progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray | None]:
+                       on_progress: ProgressCallback | None,
+                       spaces: Sequence[SearchSpace] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(latencies drift-corrected as the table's were, the times as taken -- None when nothing was corrected)."""
     level = table.header.get("reference_level_ms") if session.protocol.drift_correction else None
-    timed, reference_ms = _measure_chunks(table, session, archs, chunk, seed, on_progress, with_reference=bool(level))
+    timed, reference_ms = _measure_chunks(table, session, archs, chunk, seed, on_progress, with_reference=bool(level),
+                                          spaces=spaces)
     return (timed * level / reference_ms, timed) if level else (timed, None)
 
 
 def _measure_chunks(table: LookupTable, session: Session, archs: list[Architecture], chunk: int, seed: int,
-                    on_progress: ProgressCallback | None, with_reference: bool) -> tuple[np.ndarray, np.ndarray]:
+                    on_progress: ProgressCallback | None, with_reference: bool,
+                    spaces: Sequence[SearchSpace] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each network's latency and, ``with_reference``, that of the reference block timed in its chunk.
 
     With the reference, chunks wait for bursts of other work to pass and are timed again when caught by
@@ -118,7 +130,8 @@ def _measure_chunks(table: LookupTable, session: Session, archs: list[Architectu
     measured, reference_ms = np.full(len(archs), np.nan), np.full(len(archs), np.nan)
 
     def measure(indices: list[int], chunk_seed: int) -> None:
-        modules = {str(i): (space.build(archs[i]).eval(), torch.randn(shape)) for i in indices}
+        modules = {str(i): ((space if spaces is None else spaces[i]).build(archs[i]).eval(), torch.randn(shape))
+                   for i in indices}
         if with_reference:
             modules[REFERENCE_KEY] = session.reference_module(table.header["dtype"])
         results = session.measure(modules, reference=REFERENCE_KEY if with_reference else None, seed=chunk_seed)

@@ -151,8 +151,9 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
 
 def _measure(table: LookupTable, plan: list[dict], spaces: dict[str, SearchSpace],
              on_progress: ProgressCallback | None) -> np.ndarray:
-    """Each entry built as a whole network and timed on the table's device with its protocol (as `hwnas
-    validate` measures); NaN for a network not of the table's space (a reference of other channels)."""
+    """Each entry built as a whole network, in its own space at the table's input profile (a reference of
+    other channels too, which the table cannot predict), and timed on the table's device with its protocol,
+    as `hwnas validate` measures; NaN for an entry of another space than the table's."""
     from hwnas.profiler.protocol import Protocol
     from hwnas.profiler.session import check_same_device, table_device
     from hwnas.profiler.validate import check_measurable, measure_archs
@@ -160,15 +161,16 @@ def _measure(table: LookupTable, plan: list[dict], spaces: dict[str, SearchSpace
     check_measurable(table)
     device = table_device(table)
     check_same_device(table, device)
-    mine = table.space.describe()
-    indices, archs = [], []
+    indices, archs, built_in = [], [], []
     for i, entry in enumerate(plan):
+        if entry["space"] != table.space.name:
+            continue
         space, arch = _space_and_arch(entry, spaces[entry["space"]])
-        if space.describe() == mine:
-            indices.append(i)
-            archs.append(arch)
+        indices.append(i)
+        archs.append(arch)
+        built_in.append(space)
     out = np.full(len(plan), np.nan)
     if archs:
         out[indices] = measure_archs(table, device, archs, Protocol.from_dict(table.header["protocol"]),
-                                     on_progress=on_progress)
+                                     on_progress=on_progress, spaces=built_in)
     return out

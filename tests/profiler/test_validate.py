@@ -76,6 +76,18 @@ def test_networks_are_drift_corrected_when_the_protocol_says_so(table, device, m
     assert measured == pytest.approx(expected * (1.0 if drift_correction else 1.5), rel=1e-6)
 
 
+def test_networks_of_other_channels_are_built_in_their_own_space(table, device, module_ms):
+    """A reference architecture of other channels (FBNet-B beside an FBNet-A-like space) is timed as it is
+    built, at the table's input profile; a network of another input profile is refused."""
+    wider = get_space("spos", "cifar10", width=0.5)
+    archs = validate.sample_archs(table, 2, seed=2)
+    measured = validate.measure_archs(table, device, archs, QUICK, spaces=[table.space, wider])
+    expected = [module_ms(table.space.build(archs[0])), module_ms(wider.build(archs[1]))]
+    assert measured == pytest.approx(expected, rel=1e-6) and expected[1] > expected[0]
+    with pytest.raises(ConfigError, match="at the table's input profile"):
+        validate.measure_archs(table, device, archs[:1], QUICK, spaces=[get_space("spos", "imagenet", width=0.25)])
+
+
 def test_whole_networks_measured_against_the_tables_reference(table, device, module_ms):
     archs = validate.sample_archs(table, 3, seed=1)
     device.factor = 1.5

@@ -11,7 +11,8 @@ the fairness supernet, reusing the stand-alone trainings: a paired comparison. P
 Kendall tau, Spearman rho and top-k overlap with their bootstrap 95 % intervals side by side, with BN
 recalibrated and inherited, and the wall time of every step. ``--seed-check N`` trains N of the
 architectures again with another seed: how much a stand-alone accuracy moves by chance alone, beside the
-spread of the K accuracies (a ranking cannot be judged more finely than that). Every step resumes: run it again after an
+spread of the K accuracies (a ranking cannot be judged more finely than that); ``--seeds S`` ranks both
+supernets again by the mean of S trainings per architecture, reusing every training already done. Every step resumes: run it again after an
 interruption and finished work is not redone.
 """
 
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--standalone-steps", type=int, default=100, help="stand-alone steps per epoch (0: a pass)")
     parser.add_argument("--seed-check", type=int, default=0, metavar="N",
                         help="retrain N of the architectures with another seed: the stand-alone accuracy's own noise")
+    parser.add_argument("--seeds", type=int, default=1, metavar="S",
+                        help="also rank both supernets by the mean of S trainings per architecture (hwnas rank "
+                             "--seeds S), reusing every training already done")
     parser.add_argument("--threads", default="2", help="fixed, so that results do not depend on the load")
     args = parser.parse_args()
 
@@ -74,18 +78,30 @@ def main() -> None:
             "rank", str(work / "uniform"), "--archs", str(args.seed_check), "--archs-from", str(work / "rank-uniform"),
             *recipe, "--seed", "1", "-o", str(work / "rank-seed1"))
 
-    ranks = {name: json.loads((work / f"rank-{name}" / "rank.json").read_text()) for name in ("uniform", "fairness")}
+    names = ["uniform", "fairness"]
+    if args.seeds > 1:
+        done = [work / "rank-seed1"] if args.seed_check else []
+        reuse = [part for folder in done for part in ("--reuse", str(folder))]
+        seconds[f"rank uniform, {args.seeds} seeds"] = hwnas(
+            "rank", str(work / "uniform"), "--archs", str(args.archs), "--archs-from", str(work / "rank-uniform"),
+            *reuse, *recipe, "--seeds", str(args.seeds), "-o", str(work / f"rank-uniform-{args.seeds}seeds"))
+        seconds[f"rank fairness, {args.seeds} seeds"] = hwnas(
+            "rank", str(work / "fairness"), "--archs", str(args.archs), "--archs-from",
+            str(work / f"rank-uniform-{args.seeds}seeds"), *recipe, "--seeds", str(args.seeds),
+            "-o", str(work / f"rank-fairness-{args.seeds}seeds"))
+        names += [f"uniform-{args.seeds}seeds", f"fairness-{args.seeds}seeds"]
+    ranks = {name: json.loads((work / f"rank-{name}" / "rank.json").read_text()) for name in names}
     print(f"\nfbnet, {args.dataset}, width 0.25, 16x16; supernets {args.epochs} epochs x {args.steps} uniform "
           f"steps / {args.steps // OPS} fairness steps; {args.archs} architectures trained stand-alone "
           f"{args.standalone_epochs} epochs x {args.standalone_steps or 'a pass of'} steps, scored on the test split")
     for name, s in seconds.items():
         print(f"  {name:<30}{s:8.0f} s")
-    print(f"\n{'supernet':<10}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
+    print(f"\n{'supernet':<18}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
     for name, rank in ranks.items():
         for estimate, stats in rank["agreement"].items():
             cells = [f"{s['value']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
                      for s in (stats["kendall_tau"], stats["spearman_rho"], stats["top_k_overlap"])]
-            print(f"{name:<10}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
+            print(f"{name:<18}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
     for name, rank in ranks.items():
         print(f"{name}: {rank['verdict']}")
     first = standalone(work / "rank-uniform")

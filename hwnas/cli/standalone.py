@@ -47,6 +47,13 @@ def _recipe_options() -> list:
                      show_default=True),
         click.option("--seed", type=SEED, default=_d("seed"), show_default=True,
                      help="Seeds every training alike (and the choice of architectures of `rank`)."),
+        click.option("--seeds", type=Number(int, 1, 100), default=1, show_default=True,
+                     help="Trainings of every architecture, seeded --seed, --seed + 1, ...: its accuracy is their "
+                          "mean, and the CSV gives their standard deviation (a single training's accuracy varies by "
+                          "chance, see README)."),
+        click.option("--reuse", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+                     help="A ranking or report whose finished trainings with the same recipe, seed and data count "
+                          "here too, instead of being done again (repeatable)."),
         click.option("--device", type=click.Choice(DEVICES), default=_d("device"), show_default=True,
                      help="Torch device of the trainings (cuda: process r uses GPU LOCAL_RANK)."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
@@ -91,8 +98,8 @@ def _main_process() -> bool:
               metavar="RANK_DIR", help="Ranking directory (created, or resumed if it holds this ranking).")
 @options(*_recipe_options())
 def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, ...], output: Path,
-         data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str,
-         **settings: Any) -> None:
+         data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int,
+         reuse: tuple[str, ...], **settings: Any) -> None:
     """How well a trained supernet ranks architectures: K of them trained stand-alone, Kendall tau.
 
     The K architectures are spread over the supernet's (BN-recalibrated) accuracy range of a sample of
@@ -123,13 +130,14 @@ def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, .
     data = {**data_settings(stored.config), **({"data_root": data_root} if data_root else {})}
     with ProgressDisplay(enabled=progress and _main_process()) as display:
         result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, archs_from=archs_from,
-                               tables=tables, on_progress=display)
+                               seeds=seeds, reuse=reuse, tables=tables, on_progress=display)
     if result is None:
         return
     agreement = {e: {n: vars(a) for n, a in s.items()} for e, s in result.agreement.items()}
     draw_rank_chart(result.rows, agreement, chart_path,
                     title=f"{result.config['space']['space']} supernet {Path(run_dir).name}: {len(result.rows)} "
-                          f"architectures, {recipe.epochs} stand-alone epochs each")
+                          f"architectures, {recipe.epochs} stand-alone epochs each"
+                          + (f", mean of {seeds} seeds" if seeds > 1 else ""))
     extra = {"ranking": str(output), "architectures": len(result.rows), "top_k": result.top_k,
              "verdict": result.verdict, "chart": str(chart_path)}
     click.echo(render(result.summary_rows(), fmt, extra=extra if fmt != "csv" else None))
@@ -146,7 +154,8 @@ def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, .
                    "table's protocol: references of other channels too, which the table cannot predict.")
 @options(*_recipe_options())
 def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, data_root: str | None,
-           threads: int | None, chart: str | None, progress: bool, fmt: str, **settings: Any) -> None:
+           threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int, reuse: tuple[str, ...],
+           **settings: Any) -> None:
     """The architectures searches returned, retrained stand-alone beside the space's references.
 
     Each search's returned architecture (a sweep directory stands for its searches) and the reference
@@ -167,12 +176,13 @@ def report(searches: tuple[str, ...], output: Path, references: bool, measured: 
     configure(threads)
     with ProgressDisplay(enabled=progress and _main_process()) as display:
         result = report_searches(searches, recipe, output, references=references, measured=measured,
-                                 data_root=data_root, on_progress=display)
+                                 data_root=data_root, seeds=seeds, reuse=reuse, on_progress=display)
     if result is None:
         return
     draw_report_chart(result.rows, latency_column(result.labels[0]), chart_path, measured=result.measured,
-                      title=f"stand-alone, {recipe.epochs} epochs each, on {result.config['data']['dataset']} "
-                            f"(test split)")
+                      title=f"stand-alone, {recipe.epochs} epochs each"
+                            + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
+                            + f", on {result.config['data']['dataset']} (test split)")
     shown = result.rows.drop(columns=["run", "arch"]).round(3).to_dict("records")
     extra = {"report": str(output), "chart": str(chart_path)}
     click.echo(render(shown, fmt, extra=extra if fmt != "csv" else None))

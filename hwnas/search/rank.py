@@ -186,13 +186,17 @@ def _select(evaluator: SupernetEvaluator, k: int, seed: int, candidates: pd.Data
 
 
 def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Recipe, output: str | Path, *,
-                  archs: int, seed: int = 0, archs_from: str | Path | None = None,
-                  tables: Sequence[LookupTable] = (), on_progress: ProgressCallback | None = None) -> RankResult | None:
+                  archs: int, seed: int = 0, archs_from: str | Path | None = None, seeds: int = 1,
+                  reuse: Sequence[str | Path] = (), tables: Sequence[LookupTable] = (),
+                  on_progress: ProgressCallback | None = None) -> RankResult | None:
     """Rank ``archs`` architectures of the supernet ``evaluator`` scores (see the module docstring) in
     ``output``: ``selection.json`` (the architectures and their supernet accuracies, chosen once), ``runs/``
     (one resumable stand-alone training each), then ``rank.csv`` and ``rank.json``. Run again, it resumes:
-    finished trainings are never redone. Under torchrun, every process calls this and trains its share;
-    the result is returned on rank 0 (None elsewhere)."""
+    finished trainings are never redone. ``seeds`` > 1 trains each architecture that many times (seeds
+    ``recipe.seed``, + 1, ...) and ranks by the mean; ``reuse`` names other rankings or reports whose finished
+    trainings (same recipe, seed and data) count here too, as those of the ranking ``archs_from`` always do.
+    Under torchrun, every process calls this and trains its share; the result is returned on rank 0 (None
+    elsewhere)."""
     if archs < 2:
         raise ConfigError(f"ranking needs at least 2 architectures, but got archs={archs}")
     space = evaluator.space
@@ -205,7 +209,8 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
     path = check_output_dir(output, "a ranking directory")
     config = {"supernet": evaluator.describe().get("run_dir"), "space": space.describe(), "data": data,
               "recipe": recipe.settings(), "archs": archs, "seed": seed,
-              "archs_from": None if archs_from is None else str(Path(archs_from).resolve())}
+              "archs_from": None if archs_from is None else str(Path(archs_from).resolve()),
+              **({"seeds": seeds} if seeds > 1 else {})}  # absent: one training each
     recipe.run_config(space.name, str(space.sample(random.Random(0))), data)  # bad settings: before any work
     with job() as (rank, world):
         if rank == 0:
@@ -217,9 +222,9 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
                 chosen = saved_plan(path / SELECTION, "hwnas-rank-selection", config, lambda: _select(evaluator, archs, seed, candidates))
             chosen = share(world, chosen)
             # the trainings of a ranking the architectures came from count here too (same recipe and data)
-            reuse = [Path(archs_from) / RUNS] if archs_from is not None else []
+            folders = [Path(f) / RUNS for f in [*([archs_from] if archs_from is not None else []), *reuse]]
             trained = train_standalone([(space.name, c["arch"]) for c in chosen], recipe, data, path / RUNS,
-                                       on_progress=on_progress, rank=rank, world=world, reuse=reuse)
+                                       seeds=seeds, on_progress=on_progress, rank=rank, world=world, reuse=folders)
             return _finish(path, space, chosen, trained, tables, labels, config) if rank == 0 else None
 
 
@@ -230,6 +235,8 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
         arch = Architecture.parse(entry["arch"])
         cost = arch_cost(space, arch)
         row = {**entry, "standalone_test_acc": done.test_acc, "standalone_val_acc": done.val_acc}
+        if len(done.test_accs) > 1:
+            row["standalone_test_acc_sd"] = done.test_acc_sd
         row.update({latency_column(label): table.predict(arch).latency_ms for label, table in zip(labels, tables)})
         row.update({"macs": cost.macs, "params": cost.params, "run": str(done.run_dir.relative_to(path))})
         rows.append(row)

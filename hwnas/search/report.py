@@ -91,10 +91,11 @@ def _space_and_arch(entry: dict, space: SearchSpace) -> tuple[SearchSpace, Any]:
 
 
 def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str | Path, *, references: bool = True,
-                    measured: bool = False, data_root: str | None = None,
-                    on_progress: ProgressCallback | None = None) -> Report | None:
+                    measured: bool = False, data_root: str | None = None, seeds: int = 1,
+                    reuse: Sequence[str | Path] = (), on_progress: ProgressCallback | None = None) -> Report | None:
     """Train and report (see the module docstring); under torchrun every process calls this and trains its
-    share, and the report is returned on rank 0 (None elsewhere)."""
+    share, and the report is returned on rank 0 (None elsewhere). ``seeds`` and ``reuse`` as in
+    `hwnas.search.rank.rank_supernet`."""
     records = [load_search(p) for p in expand_search_dirs(searches)]
     if not records:
         raise ConfigError("a report needs at least one search directory, but got none")
@@ -114,7 +115,7 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
                           f"{records[0].path} is gone ({records[0].config['tables'][0].get('path')})")
     path = check_output_dir(output, "a report directory")
     config = {"searches": [str(r.path.resolve()) for r in records], "data": data, "recipe": recipe.settings(),
-              "references": references}
+              "references": references, **({"seeds": seeds} if seeds > 1 else {})}
     for entry in plan_entries(records, references):  # bad settings: before any work
         recipe.run_config(entry["space"], entry["arch"], data)
     with job() as (rank, world):
@@ -124,7 +125,8 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
             plan = share(world, saved_plan(path / PLAN, "hwnas-report-plan", config,
                                            lambda: plan_entries(records, references)) if rank == 0 else None)
             trained = train_standalone([(e["space"], e["arch"]) for e in plan], recipe, data, path / RUNS,
-                                       on_progress=on_progress, rank=rank, world=world)
+                                       seeds=seeds, on_progress=on_progress, rank=rank, world=world,
+                                       reuse=[Path(f) / RUNS for f in reuse])
             if rank != 0:
                 return None
             rows = []
@@ -132,7 +134,7 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
                 space, arch = _space_and_arch(entry, spaces[entry["space"]])
                 cost = arch_cost(space, arch)
                 row = {"kind": entry["kind"], "name": entry["name"], "arch": str(arch), "test_acc": done.test_acc,
-                       "val_acc": done.val_acc}
+                       "val_acc": done.val_acc, **({"test_acc_sd": done.test_acc_sd} if seeds > 1 else {})}
                 row.update({latency_column(label): math.nan if table is None else reference_latency(table, space, arch)
                             for label, table in zip(labels, tables)})
                 row.update({"macs": cost.macs, "params": cost.params, "run": str(done.run_dir.relative_to(path))})

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import os
 import signal
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch.distributed as dist
 
 from hwnas.errors import CheckpointError, HwnasError, TargetError, require, require_finite
@@ -60,18 +62,26 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Trained:
-    """One architecture trained stand-alone: its name (an architecture string or a reference's name), its run
-    directory and its accuracies (%): test split, and the last epoch's validation."""
+    """One architecture trained stand-alone: its name (an architecture string or a reference's name), the run
+    directory of its first training and its accuracies (%): test split, and the last epoch's validation, each
+    the mean over its trainings (one per seed), whose test accuracies ``test_accs`` lists."""
 
     name: str
     run_dir: Path
     test_acc: float
     val_acc: float | None
+    test_accs: tuple[float, ...] = ()
+
+    @property
+    def test_acc_sd(self) -> float:
+        """Standard deviation of the test accuracy over the seeds (NaN for one training)."""
+        return float(np.std(self.test_accs, ddof=1)) if len(self.test_accs) > 1 else math.nan
 
 
-def slot(index: int, name: str) -> str:
-    """The run directory name of the ``index``-th architecture: stable, short, and readable in order."""
-    return f"{index:03d}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+def slot(index: int, name: str, seed_index: int = 0, seed: int = 0) -> str:
+    """The run directory name of the ``index``-th architecture's ``seed_index``-th training (with ``seed``):
+    stable, short, and readable in order."""
+    return f"{index:03d}-{hashlib.sha256(name.encode()).hexdigest()[:10]}" + (f"-seed{seed}" if seed_index else "")
 
 
 @contextmanager
@@ -137,48 +147,62 @@ def _finished(folders: Sequence[Path], recipe: Recipe, data: dict[str, Any]) -> 
 
 
 def train_standalone(entries: list[tuple[str, str]], recipe: Recipe, data: dict[str, Any], out: Path, *,
-                     on_progress: ProgressCallback | None = None, rank: int = 0, world: int = 1,
+                     seeds: int = 1, on_progress: ProgressCallback | None = None, rank: int = 0, world: int = 1,
                      reuse: Sequence[Path] = ()) -> list[Trained]:
     """Train every (space, architecture or reference name) of ``entries`` stand-alone with ``recipe`` on the
-    ``data`` settings (`hwnas.training.trained.data_settings`), in ``out``; return them in order. Process
-    ``rank`` of ``world`` (see `job`) trains entries rank, rank + world, ... and then waits for the others.
-    An entry trained to the end with the same recipe and data in one of the ``reuse`` folders is not trained
-    again: its result.json here names the run it comes from (``trained_in``).
+    ``data`` settings (`hwnas.training.trained.data_settings`), ``seeds`` times each (seeds ``recipe.seed``,
+    ``recipe.seed + 1``, ...), in ``out``; return them in order, each with the mean of its trainings. Process
+    ``rank`` of ``world`` (see `job`) trains the trainings rank, rank + world, ... and then waits for the
+    others. A training done to the end with the same recipe, seed and data in one of the ``reuse`` folders is
+    not done again: its result.json here names the run it comes from (``trained_in``).
 
     Settings are checked for every entry before any training starts.
     """
-    configs = [recipe.run_config(space, name, data) for space, name in entries]
+    require(isinstance(seeds, int) and seeds >= 1, f"seeds must be >= 1, but got seeds={seeds}")
+    recipes = [replace(recipe, seed=recipe.seed + j) for j in range(seeds)]
+    for space, name in entries:  # bad settings: before any training
+        recipe.run_config(space, name, data)
     out.mkdir(parents=True, exist_ok=True)
-    elsewhere = _finished(reuse, recipe, data)
-    for index, ((_, name), config) in enumerate(zip(entries, configs)):
-        if index % world != rank:
+    elsewhere = [_finished(reuse, r, data) for r in recipes]
+    work = [(index, j) for index in range(len(entries)) for j in range(seeds)]
+    for position, (index, j) in enumerate(work):
+        if position % world != rank:
             continue
-        run_dir = out / slot(index, name)
+        name, mine = entries[index][1], recipes[j]
+        run_dir = out / slot(index, name, j, mine.seed)
         if (run_dir / RESULT).exists():
             done = read_json(run_dir / RESULT, "a stand-alone training's result.json", HwnasError)
-            require(done.get("recipe") == recipe.settings(), f"{run_dir} holds a training with another recipe "
+            require(done.get("recipe") == mine.settings(), f"{run_dir} holds a training with another recipe "
                     f"({done.get('recipe')}); use another output directory", HwnasError)
             continue  # trained before: never again
-        if name in elsewhere:
-            source, done = elsewhere[name]
+        if name in elsewhere[j]:
+            source, done = elsewhere[j][name]
             run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(run_dir / RESULT, dump_json({**done, "trained_in": str(source.resolve())}, indent=2) + "\n")
             continue
+        config = mine.run_config(entries[index][0], name, data)
         result = train(config, run_dir, on_progress=on_progress, alone=True)
         write_atomic(run_dir / RESULT, dump_json({"name": name, "arch": None if result.arch is None else
                                                   str(result.arch), "test_acc": result.test_acc,
                                                   "val_acc": result.history[-1].val_acc if result.history else None,
-                                                  "epochs": config.epochs, "recipe": recipe.settings(),
+                                                  "epochs": config.epochs, "recipe": mine.settings(),
                                                   "data": data}, indent=2) + "\n")
-    barrier(world, out, len(entries))
-    return [_read(out / slot(index, name), name) for index, (_, name) in enumerate(entries)]
+    barrier(world, out, len(work))
+    trained = []
+    for index, (_, name) in enumerate(entries):
+        runs = [_read(out / slot(index, name, j, r.seed), name) for j, r in enumerate(recipes)]
+        vals = [v for _, v in runs if v is not None]
+        trained.append(Trained(name, out / slot(index, name), float(np.mean([t for t, _ in runs])),
+                               float(np.mean(vals)) if vals else None, tuple(t for t, _ in runs)))
+    return trained
 
 
-def _read(run_dir: Path, name: str) -> Trained:
+def _read(run_dir: Path, name: str) -> tuple[float, float | None]:
+    """(test accuracy, validation accuracy) of the finished training in ``run_dir``."""
     data = read_json(run_dir / RESULT, "a stand-alone training's result.json", HwnasError,
                      fields={"name": str, "test_acc": float})
     require(data["name"] == name, f"{run_dir / RESULT} must hold {name!r}, but holds {data['name']!r}", HwnasError)
-    return Trained(name, run_dir, float(data["test_acc"]), data.get("val_acc"))
+    return float(data["test_acc"]), data.get("val_acc")
 
 
 def saved_plan(file: Path, kind: str, config: dict, make: Callable[[], list]) -> list:

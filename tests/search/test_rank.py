@@ -209,6 +209,35 @@ def test_rank_from_another_ranking_reuses_its_trainings(supernet, tmp_path, monk
     assert third.exit_code == 0 and not any("trained_in" in p.read_text() for p in (tmp_path / "c").glob("runs/*/result.json"))
 
 
+def test_several_seeds_rank_by_the_mean_and_reuse_trainings_of_each_seed(supernet, tmp_path, monkeypatch):
+    """--seeds 2 trains each architecture with seeds 0 and 1 and ranks by the mean; a ranking trained with
+    --seed 1 provides the second seed's trainings, --reuse another ranking the first's."""
+    one = run("rank", supernet, "--archs", 2, *RECIPE, "--seed", 1, "-o", tmp_path / "seed1")
+    assert one.exit_code == 0, one.output
+    real_train, calls = standalone.train, []
+    monkeypatch.setattr(standalone, "train", lambda config, run_dir, **kw: calls.append(config.seed) or
+                        real_train(config, run_dir, **kw))
+    two = run("rank", supernet, "--archs", 2, "--archs-from", tmp_path / "seed1", *RECIPE, "--seeds", 2,
+              "-o", tmp_path / "two")
+    assert two.exit_code == 0, two.output
+    assert calls == [0, 0], "only the seed-0 trainings are new"
+    frame, first = pd.read_csv(tmp_path / "two" / "rank.csv"), pd.read_csv(tmp_path / "seed1" / "rank.csv")
+    runs = sorted(p.name for p in (tmp_path / "two" / "runs").iterdir())
+    assert len(runs) == 4 and sum(name.endswith("-seed1") for name in runs) == 2
+    for _, row in frame.iterrows():
+        accs = [json.loads((tmp_path / "two" / "runs" / name / "result.json").read_text())["test_acc"]
+                for name in runs if name.startswith(Path(row["run"]).name)]
+        assert row["standalone_test_acc"] == pytest.approx(np.mean(accs))
+        assert row["standalone_test_acc_sd"] == pytest.approx(np.std(accs, ddof=1))
+        assert first.set_index("arch").loc[row["arch"], "standalone_test_acc"] == pytest.approx(accs[1])  # seed 1
+    assert json.loads((tmp_path / "two" / "rank.json").read_text())["seeds"] == 2
+    calls.clear()
+    again = run("rank", supernet, "--archs", 2, "--archs-from", tmp_path / "seed1", "--reuse", tmp_path / "two",
+                *RECIPE, "--seeds", 2, "-o", tmp_path / "three")
+    assert again.exit_code == 0 and calls == [], "every training reused"
+    assert pd.read_csv(tmp_path / "three" / "rank.csv").drop(columns="run").equals(frame.drop(columns="run"))
+
+
 def test_bad_input_is_one_line(supernet, tmp_path):
     _one_line_error(run("rank", supernet, "--archs", 1, *RECIPE, "-o", tmp_path / "r"),
                     "Invalid value for '--archs': must be a finite integer >= 2 and <= 10000, but got '1'")

@@ -81,6 +81,23 @@ def test_report_without_references(searches, tmp_path):
     assert frame["kind"].tolist() == ["found"] and frame["name"].tolist() == ["sweep/target_1000ms"]
 
 
+def test_report_with_two_seeds_reuses_a_report_of_one(searches, tmp_path):
+    """--seeds 2 reports the mean of two trainings and their sd; --reuse takes the seed-0 training from a
+    report of one seed."""
+    _, _, _, sweep = searches
+    one = run("report", sweep / "target_1000ms", *RECIPE, "--no-references", "-o", tmp_path / "one")
+    two = run("report", sweep / "target_1000ms", *RECIPE, "--no-references", "--seeds", 2, "--reuse", tmp_path / "one",
+              "-o", tmp_path / "two")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    first, frame = pd.read_csv(tmp_path / "one" / "report.csv"), pd.read_csv(tmp_path / "two" / "report.csv")
+    results = [json.loads(p.read_text()) for p in sorted((tmp_path / "two" / "runs").glob("*/result.json"))]
+    assert [r["recipe"]["seed"] for r in results] == [0, 1] and "trained_in" in results[0]
+    accs = [r["test_acc"] for r in results]
+    assert accs[0] == pytest.approx(first["test_acc"][0])
+    assert frame["test_acc"][0] == pytest.approx(sum(accs) / 2)
+    assert frame["test_acc_sd"][0] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+
+
 def test_bad_searches_are_one_line(searches, tmp_path):
     work, supernet, table, sweep = searches
     empty = tmp_path / "empty"

@@ -136,13 +136,14 @@ def share(world: int, value: Any) -> Any:
 
 def _finished(folders: Sequence[Path], recipe: Recipe, data: dict[str, Any]) -> dict[str, tuple[Path, dict]]:
     """The finished trainings in ``folders`` (runs of other rankings or reports) with this recipe and data,
-    by name."""
+    by name: the run directory where each was trained (a result reused there names it) and its result."""
     found: dict[str, tuple[Path, dict]] = {}
     for folder in folders:
         for file in sorted(Path(folder).glob(f"*/{RESULT}")):
             done = read_json(file, "a stand-alone training's result.json", HwnasError)
-            if done.get("recipe") == recipe.settings() and done.get("data") == data and "trained_in" not in done:
-                found.setdefault(str(done.get("name")), (file.parent, done))
+            if done.get("recipe") == recipe.settings() and done.get("data") == data:
+                source = Path(done.pop("trained_in", file.parent))
+                found.setdefault(str(done.get("name")), (source, done))
     return found
 
 

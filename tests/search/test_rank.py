@@ -236,6 +236,11 @@ def test_several_seeds_rank_by_the_mean_and_reuse_trainings_of_each_seed(superne
                 *RECIPE, "--seeds", 2, "-o", tmp_path / "three")
     assert again.exit_code == 0 and calls == [], "every training reused"
     assert pd.read_csv(tmp_path / "three" / "rank.csv").drop(columns="run").equals(frame.drop(columns="run"))
+    chained = run("rank", supernet, "--archs", 2, "--archs-from", tmp_path / "three", *RECIPE, "--seeds", 2,
+                  "-o", tmp_path / "four")
+    assert chained.exit_code == 0 and calls == [], "a ranking of reused trainings is reusable in turn"
+    for result in (tmp_path / "four").glob("runs/*/result.json"):
+        assert (Path(json.loads(result.read_text())["trained_in"]) / "checkpoint.pt").exists(), "names the original"
 
 
 def test_bad_input_is_one_line(supernet, tmp_path):

@@ -33,7 +33,8 @@ def _interval(a: dict) -> str:
 def draw_rank_chart(rows: pd.DataFrame, agreement: dict[str, dict[str, dict]], path: str | Path, *,
                     title: str, dpi: int = 150) -> Path:
     """Stand-alone test accuracy against each supernet estimate (BN recalibrated: filled; inherited: hollow),
-    with Kendall tau and its 95 % interval in the legend."""
+    with Kendall tau and its 95 % interval in the legend; with several seeds, +- one standard deviation of the
+    stand-alone accuracy as error bars on the filled points."""
     path = Path(path)
     fig, colours = _figure(path, (8, 6.5))
     ax = fig.add_subplot()
@@ -46,6 +47,9 @@ def draw_rank_chart(rows: pd.DataFrame, agreement: dict[str, dict[str, dict]], p
                  f"Spearman rho {_interval(stats['spearman_rho'])}")
         ax.scatter(x, y, s=46, color=colours[i], facecolors=colours[i] if filled else "none", linewidths=1.5,
                    label=label, zorder=3)
+        if filled and "standalone_test_acc_sd" in rows:  # several seeds: +- one sd of the stand-alone accuracy
+            ax.errorbar(x, y, yerr=rows["standalone_test_acc_sd"].to_numpy(float), fmt="none", ecolor=colours[i],
+                        elinewidth=1, capsize=3, alpha=0.7, zorder=2)
         if filled:
             for n, (xi, yi) in enumerate(zip(x, y)):
                 ax.annotate(str(n), (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7, color="0.3")

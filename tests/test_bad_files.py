@@ -12,9 +12,7 @@ import warnings
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from hwnas.cli import cli
 from hwnas.errors import CheckpointError, TableError
 from hwnas.export import arch_from_search, export_architecture
 from hwnas.search import RandomSearch, load_search, run_search, run_sweep
@@ -23,6 +21,7 @@ from hwnas.space import get_space
 from hwnas.tables import Calibration, LookupTable, TableWriter
 from hwnas.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
 from hwnas.training import read_log, read_run
+from cli_helpers import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -282,10 +281,6 @@ def test_bad_run_directories(tmp_path, run_dir):
 
 
 # ----- through the CLI ---------------------------------------------------------------------------------------
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def one_line_error(result, *parts):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.exception

@@ -2,14 +2,10 @@ import json
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from hwnas import __version__
 from hwnas.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
+from cli_helpers import run
 
 
 def test_version_and_help():

@@ -16,19 +16,10 @@ import hwnas.training
 from hwnas.cli import cli
 from hwnas.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
 from hwnas.space import get_space
+from cli_helpers import run, one_line_error
 
 SPACE = get_space("spos", "cifar10", width=0.25)
 FAST = ["--population", "6", "--generations", "3", "--parents", "2"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, message):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 import pytest
 import torch
-from click.testing import CliRunner
 
 from hwnas.cli import cli
 from hwnas.data import DATASETS
 from hwnas.training import OPTIMIZERS, SCHEDULERS, STRATEGIES, RunConfig, read_log
+from cli_helpers import run, one_line_error as _one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--width", "0.25", "--resolution", "8", "--synthetic-size", "64",
@@ -22,16 +22,6 @@ TINY = ["--dataset", "synthetic", "--width", "0.25", "--resolution", "8", "--syn
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
-def _one_line_error(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:

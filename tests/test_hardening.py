@@ -10,20 +10,16 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from hwnas.cli import COMMANDS, cli
 from hwnas.cli.options import Number
 from hwnas.outputs import LockedError, OutputLock, dir_lock, file_lock
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
+from cli_helpers import run
 
 REPO = Path(__file__).resolve().parents[1]
 BAD = ["inf", "-inf", "nan", "1e309", "-1e309"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def numeric_options():

@@ -9,29 +9,18 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from scipy.stats import kendalltau
 
-from hwnas.cli import cli
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
 from hwnas.profiler.protocol import Protocol
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
+from cli_helpers import run, one_line_error
 
 QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--calm-wait-s", "0"]
 QUICK_PROTOCOL = Protocol(rounds=3, min_block_s=0.001, rotate=1, warmup_s=0, calm_wait_s=0)  # what QUICK makes
 SPACE = ["--space", "spos", "--input", "cifar10", "--width", "0.25"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, message):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from hwnas.profiler.protocol import Protocol
 from hwnas.profiler.targets import parse_target
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
+from cli_helpers import run
 
 QUICK = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0, calm_wait_s=0)
 CLI_QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--remeasure", "0",
@@ -159,10 +160,6 @@ def over_ssh(sshd, target_python, monkeypatch):
     if probe.exit_code != 0:
         pytest.skip(f"ssh to {sshd.url} failed here: {probe.output.strip()}")
     return url
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_profile_and_validate_over_ssh(over_ssh, tmp_path):

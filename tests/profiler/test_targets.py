@@ -6,9 +6,7 @@ import shutil
 import signal
 
 import pytest
-from click.testing import CliRunner
 
-from hwnas.cli import cli
 from hwnas.devices import get_device
 from hwnas.errors import ConfigError, TargetError
 from hwnas.profiler import targets
@@ -18,6 +16,7 @@ from hwnas.profiler.targets import parse_cpus, parse_target
 from hwnas.profiler.validate import validate_table
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
+from cli_helpers import run
 
 QUICK = Protocol(warmup_s=0.0, min_block_s=0.001, rounds=3, rotate=1, remeasure=0, calm_wait_s=0)
 CLI_QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--remeasure", "0",
@@ -27,10 +26,6 @@ SPACE = ["--space", "spos", "--input", "cifar10", "--width", "0.25", "--resoluti
 
 def space():
     return get_space("spos", "cifar10", width=0.25, resolution=8)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("text, url, python, ssh", [

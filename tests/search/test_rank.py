@@ -11,30 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from hwnas.cli import cli
 from hwnas.errors import ConfigError, TargetError
 from hwnas.search import rank as rank_module
 from hwnas.search import standalone
 from hwnas.search.rank import FEWEST_FOR_VERDICT, agreement, spread, stratified, top_k_overlap, verdict
 from hwnas.space import get_space
 from hwnas.testing import SyntheticEvaluator, synthetic_table
+from cli_helpers import run, one_line_error as _one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--no-progress", "--threads", "1"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def _one_line_error(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 # ----- choice of architectures ------------------------------------------------------------------------

@@ -5,25 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from hwnas.cli import cli
 from hwnas.space import REFERENCES
 from hwnas.testing import synthetic_table
+from cli_helpers import run, one_line_error as _one_line_error
 
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def _one_line_error(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 
 import hwnas.training
-from hwnas.cli import cli
 from hwnas.space import get_space
 from hwnas.tables import Errors, LookupTable, adapt_table, read_measurements
 from hwnas.tables.adapt import stage_of
 from hwnas.testing import SyntheticEvaluator, synthetic_table
+from cli_helpers import run, one_line_error
 
 SPACE = get_space("fbnet", "cifar10", width=0.25)
 OP_FACTOR = {"k3_e1": 1.4, "k3_e1_g2": 1.7, "k3_e3": 0.9, "k3_e6": 0.7, "k5_e1": 1.9, "k5_e1_g2": 2.1,
@@ -69,16 +68,6 @@ def target(tmp_path_factory):
 def adapted(target):
     root, table, _, _ = target
     return adapt_table(table, read_measurements(root / "measured.csv", SPACE))
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, message):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
 
 
 def test_adapt_recovers_a_distorted_target_better_than_scale_and_offset(target, adapted):

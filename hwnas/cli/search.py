@@ -166,16 +166,14 @@ def plot(search_dirs, output, tables, measured, fmt) -> None:
 
     A sweep directory stands for all its targets; several searches (or devices) are overlaid.
     """
-    from hwnas.errors import ConfigError
     from hwnas.outputs import check_output_file
     from hwnas.search.measure import measure_front
     from hwnas.search.pareto import chart_data
-    from hwnas.search.plot import FORMATS, draw_chart
+    from hwnas.search.plot import chart_path, draw_chart
     from hwnas.search.results import expand_search_dirs, load_search
 
     check_output_file(output, "a chart file")
-    if output.suffix.lower() not in FORMATS:
-        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {output.name!r}")
+    chart_path(output)
     records = [load_search(p) for p in expand_search_dirs(search_dirs)]
     data = chart_data(records, list(tables) or None)
     if measured:

@@ -71,13 +71,10 @@ def _recipe(settings: dict[str, Any]) -> Recipe:
 
 
 def check_chart(path: Path) -> Path:
-    from hwnas.errors import ConfigError
     from hwnas.outputs import check_output_file
-    from hwnas.search.plot import FORMATS
+    from hwnas.search.plot import chart_path
 
-    if path.suffix.lower() not in FORMATS:
-        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {path.name!r}")
-    return check_output_file(path, "a chart")
+    return check_output_file(chart_path(path), "a chart")
 
 
 def _main_process() -> bool:

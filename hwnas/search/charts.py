@@ -9,19 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwnas.search.plot import FORMATS
-from hwnas.errors import ConfigError
-
-
-def _figure(path: Path, size: tuple[float, float]):
-    if path.suffix.lower() not in FORMATS:
-        raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {path.name!r}")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size, layout="constrained"), matplotlib.colormaps["tab10"].colors
+from hwnas.search.plot import chart_path, new_figure
 
 
 def _interval(a: dict) -> str:
@@ -35,8 +23,8 @@ def draw_rank_chart(rows: pd.DataFrame, agreement: dict[str, dict[str, dict]], p
     """Stand-alone test accuracy against each supernet estimate (BN recalibrated: filled; inherited: hollow),
     with Kendall tau and its 95 % interval in the legend; with several seeds, +- one standard deviation of the
     stand-alone accuracy as error bars on the filled points."""
-    path = Path(path)
-    fig, colours = _figure(path, (8, 6.5))
+    path = chart_path(path)
+    fig, colours = new_figure((8, 6.5))
     ax = fig.add_subplot()
     y = rows["standalone_test_acc"].to_numpy(float)
     for i, (estimate, column, filled) in enumerate((("recalibrated_bn", "supernet_acc_recalibrated_bn", True),
@@ -67,8 +55,8 @@ def draw_report_chart(rows: pd.DataFrame, latency: str, path: str | Path, *, tit
     """Test accuracy against latency (column ``latency``): each search's architecture a diamond in its own
     colour, references black stars, each named; with ``measured``, the measured latency a hollow square
     joined to the table's."""
-    path = Path(path)
-    fig, colours = _figure(path, (9, 6.5))
+    path = chart_path(path)
+    fig, colours = new_figure((9, 6.5))
     ax = fig.add_subplot()
     found = rows[rows["kind"] == "found"]
     refs = rows[rows["kind"] == "reference"]

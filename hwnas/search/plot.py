@@ -18,20 +18,31 @@ from hwnas.search.pareto import ChartData
 FORMATS = (".png", ".svg", ".pdf")
 
 
-def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
-    """Write the chart to ``path``; the extension (.png, .svg or .pdf) picks the format."""
+def chart_path(path: str | Path) -> Path:
+    """``path`` as a Path if its extension names a chart format, else a one-line ConfigError."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(f"a chart file must end in {', '.join(FORMATS)}, but got {path.name!r}")
+    return path
+
+
+def new_figure(size: tuple[float, float]):
+    """A matplotlib figure on the Agg backend (no display needed) and the colours every hwnas chart uses."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+
+    return Figure(figsize=size, layout="constrained"), matplotlib.colormaps["tab10"].colors
+
+
+def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
+    """Write the chart to ``path``; the extension (.png, .svg or .pdf) picks the format."""
+    path = chart_path(path)
     from matplotlib.transforms import blended_transform_factory
 
-    fig = Figure(figsize=(9, 6.5 + 0.25 * max(0, len(data.series) - 2)), layout="constrained")
+    fig, colours = new_figure((9, 6.5 + 0.25 * max(0, len(data.series) - 2)))
     ax = fig.add_subplot()
-    colours = matplotlib.colormaps["tab10"].colors
     # a target shared by several series is drawn once, in grey; one series' own target in its colour
     owners: dict[float, list[int]] = {}
     for i, s in enumerate(data.series):

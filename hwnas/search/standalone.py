@@ -35,19 +35,20 @@ RESULT = "result.json"
 
 @dataclass(frozen=True)
 class Recipe:
-    """How every architecture is trained stand-alone (the `RunConfig` settings that are not data or arch)."""
+    """How every architecture is trained stand-alone (the `RunConfig` settings that are not data or arch;
+    their defaults are `RunConfig`'s, but for fewer epochs)."""
 
     epochs: int = 10
-    steps_per_epoch: int = 0
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    scheduler: str = "cosine"
-    label_smoothing: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
+    steps_per_epoch: int = RunConfig.steps_per_epoch
+    batch_size: int = RunConfig.batch_size
+    optimizer: str = RunConfig.optimizer
+    lr: float = RunConfig.lr
+    momentum: float = RunConfig.momentum
+    weight_decay: float = RunConfig.weight_decay
+    scheduler: str = RunConfig.scheduler
+    label_smoothing: float = RunConfig.label_smoothing
+    seed: int = RunConfig.seed
+    device: str = RunConfig.device
 
     def __post_init__(self) -> None:
         require_finite(self)

@@ -12,8 +12,11 @@ Kendall tau, Spearman rho and top-k overlap with their bootstrap 95 % intervals 
 recalibrated and inherited, and the wall time of every step. ``--seed-check N`` trains N of the
 architectures again with another seed: how much a stand-alone accuracy moves by chance alone, beside the
 spread of the K accuracies (a ranking cannot be judged more finely than that); ``--seeds S`` ranks both
-supernets again by the mean of S trainings per architecture, reusing every training already done. Every step resumes: run it again after an
-interruption and finished work is not redone.
+supernets again by the mean of S trainings per architecture, reusing every training already done.
+``--union-with OTHER_WORK`` (a work folder of an earlier run of this bench, e.g. with shorter supernets) then
+ranks the supernets of both folders by the union of both folders' architectures (``--archs-from`` twice):
+twice the architectures for the price of one set of trainings, every training reused. Every step resumes:
+run it again after an interruption and finished work is not redone.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def main() -> None:
                         help="also rank both supernets by the mean of S trainings per architecture (hwnas rank "
                              "--seeds S), reusing every training already done")
     parser.add_argument("--threads", default="2", help="fixed, so that results do not depend on the load")
+    parser.add_argument("--pool-seed", default=None, help="hwnas rank --pool-seed of the first ranking: with "
+                        "--union-with, another seed than the other folder's, so that the architectures differ")
+    parser.add_argument("--union-with", type=Path, default=None, metavar="OTHER_WORK",
+                        help="also rank the supernets of this folder and of OTHER_WORK (the same bench, run with "
+                             "other supernet settings) by the union of both folders' architectures")
     args = parser.parse_args()
 
     work = args.work
@@ -67,8 +75,9 @@ def main() -> None:
                                          str(args.steps // OPS), "-o", str(work / "fairness"))
     recipe = ["--epochs", str(args.standalone_epochs), "--steps-per-epoch", str(args.standalone_steps),
               "--threads", args.threads, "--no-progress"]
-    seconds["rank uniform (trains K)"] = hwnas("rank", str(work / "uniform"), "--archs", str(args.archs), *recipe,
-                                               "-o", str(work / "rank-uniform"))
+    pool = ["--pool-seed", args.pool_seed] if args.pool_seed is not None else []
+    seconds["rank uniform (trains K)"] = hwnas("rank", str(work / "uniform"), "--archs", str(args.archs), *pool,
+                                               *recipe, "-o", str(work / "rank-uniform"))
     seconds["rank fairness (reuses them)"] = hwnas("rank", str(work / "fairness"), "--archs", str(args.archs),
                                                    "--archs-from", str(work / "rank-uniform"), *recipe,
                                                    "-o", str(work / "rank-fairness"))
@@ -91,17 +100,29 @@ def main() -> None:
             "-o", str(work / f"rank-fairness-{args.seeds}seeds"))
         names += [f"uniform-{args.seeds}seeds", f"fairness-{args.seeds}seeds"]
     ranks = {name: json.loads((work / f"rank-{name}" / "rank.json").read_text()) for name in names}
+    if args.union_with is not None:
+        suffix = f"-{args.seeds}seeds" if args.seeds > 1 else ""
+        sources = [folder / f"rank-uniform{suffix}" for folder in (work, args.union_with)]
+        union = set().union(*(standalone(source) for source in sources))
+        froms = [part for source in sources for part in ("--archs-from", str(source))]
+        for folder, label in ((work, "this"), (args.union_with, "other")):
+            for strategy in ("uniform", "fairness"):
+                name = f"union-{label}-{strategy}{suffix}"
+                seconds[f"rank {name}"] = hwnas(
+                    "rank", str(folder / strategy), "--archs", str(len(union)), *froms, *recipe,
+                    "--seeds", str(args.seeds), "-o", str(work / f"rank-{name}"))
+                ranks[name] = json.loads((work / f"rank-{name}" / "rank.json").read_text())
     print(f"\nfbnet, {args.dataset}, width 0.25, 16x16; supernets {args.epochs} epochs x {args.steps} uniform "
           f"steps / {args.steps // OPS} fairness steps; {args.archs} architectures trained stand-alone "
           f"{args.standalone_epochs} epochs x {args.standalone_steps or 'a pass of'} steps, scored on the test split")
     for name, s in seconds.items():
         print(f"  {name:<30}{s:8.0f} s")
-    print(f"\n{'supernet':<18}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
+    print(f"\n{'supernet':<30}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
     for name, rank in ranks.items():
         for estimate, stats in rank["agreement"].items():
             cells = [f"{s['value']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
                      for s in (stats["kendall_tau"], stats["spearman_rho"], stats["top_k_overlap"])]
-            print(f"{name:<18}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
+            print(f"{name:<30}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
     for name, rank in ranks.items():
         print(f"{name}: {rank['verdict']}")
     first = standalone(work / "rank-uniform")

@@ -85,18 +85,22 @@ def _main_process() -> bool:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--archs", "k", type=Number(int, 2, 10**4), required=True,
               help="Architectures to train stand-alone, chosen spread evenly over the supernet's accuracy range.")
-@click.option("--archs-from", type=click.Path(file_okay=False), default=None, metavar="SEARCH_DIR|RANK_DIR",
+@click.option("--archs-from", multiple=True, type=click.Path(file_okay=False), metavar="SEARCH_DIR|RANK_DIR",
               help="Take them from this search's candidates instead (spread over its accuracy range), or from "
                    "another ranking (another supernet of the space: the same architectures, whose finished "
-                   "trainings with the same recipe and data are reused, not redone).")
+                   "trainings with the same recipe and data are reused, not redone). Repeatable: the union of "
+                   "their architectures (--archs their number takes them all).")
+@click.option("--pool-seed", type=SEED, default=None,
+              help="Seed of the random sample the architectures are chosen from [default: --seed]: another pool "
+                   "seed, other architectures, e.g. to add up with an earlier ranking through --archs-from.")
 @click.option("--table", "table_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Lookup table of the run's space (repeatable): a latency column per table in rank.csv.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path,
               metavar="RANK_DIR", help="Ranking directory (created, or resumed if it holds this ranking).")
 @options(*_recipe_options())
-def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, ...], output: Path,
-         data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int,
-         reuse: tuple[str, ...], **settings: Any) -> None:
+def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | None, table_paths: tuple[str, ...],
+         output: Path, data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str,
+         seeds: int, reuse: tuple[str, ...], **settings: Any) -> None:
     """How well a trained supernet ranks architectures: K of them trained stand-alone, Kendall tau.
 
     The K architectures are spread over the supernet's (BN-recalibrated) accuracy range of a sample of
@@ -126,8 +130,8 @@ def rank(run_dir: str, k: int, archs_from: str | None, table_paths: tuple[str, .
     stored = read_run(run_dir)
     data = {**data_settings(stored.config), **({"data_root": data_root} if data_root else {})}
     with ProgressDisplay(enabled=progress and _main_process()) as display:
-        result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, archs_from=archs_from,
-                               seeds=seeds, reuse=reuse, tables=tables, on_progress=display)
+        result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, archs_from=archs_from or None,
+                               seeds=seeds, pool_seed=pool_seed, reuse=reuse, tables=tables, on_progress=display)
     if result is None:
         return
     agreement = {e: {n: vars(a) for n, a in s.items()} for e, s in result.agreement.items()}

@@ -2,9 +2,9 @@
 stand-alone (`hwnas rank`).
 
 K architectures are chosen stratified over the supernet's accuracy range (every ``1/(K-1)``-th quantile of
-a sample of random architectures, scored with BN recalibrated), or taken from a search directory, spread
-over its accuracy range. Each is trained stand-alone with one recipe (`hwnas.search.standalone`) and scored on
-the test split. The agreement is Kendall tau, Spearman rho and the top-k overlap (the share of the k best
+a sample of random architectures, scored with BN recalibrated), or taken from search or ranking directories
+(the union of their architectures), spread over their accuracy range. Each is trained stand-alone with one
+recipe (`hwnas.search.standalone`) and scored on the test split. The agreement is Kendall tau, Spearman rho and the top-k overlap (the share of the k best
 stand-alone that are among the supernet's k best, k = max(2, K // 4)), against the supernet's accuracy with
 BN recalibrated and with the statistics it inherited, each with a bootstrap 95 % interval (architectures
 resampled with replacement).
@@ -62,7 +62,7 @@ def spread(archs: Sequence[Architecture], accuracies: Sequence[float], k: int) -
         raise ConfigError(f"ranking needs at least 2 architectures, but got archs={k}")
     unique = list(dict.fromkeys(zip(map(str, archs), accuracies)))
     if len(unique) < k:
-        raise ConfigError(f"the search holds {len(unique)} distinct architectures, fewer than archs={k}")
+        raise ConfigError(f"--archs-from holds {len(unique)} distinct architectures, fewer than archs={k}")
     ordered = sorted(unique, key=lambda pair: (pair[1], pair[0]))
     positions = sorted({round(i * (len(ordered) - 1) / (k - 1)) for i in range(k)})
     return [Architecture.parse(ordered[p][0]) for p in positions]
@@ -153,6 +153,13 @@ class RankResult:
                 for estimate, stats in self.agreement.items()]
 
 
+def _candidates(space: SearchSpace, sources: Sequence[Path]) -> pd.DataFrame:
+    """The union of the architectures of the searches or rankings ``sources`` (each once, with the accuracy
+    of the first source that holds it)."""
+    frame = pd.concat([_candidates_of(space, source) for source in sources], ignore_index=True)
+    return frame.assign(arch=frame["arch"].astype(str)).drop_duplicates("arch", ignore_index=True)
+
+
 def _candidates_of(space: SearchSpace, archs_from: Path) -> pd.DataFrame:
     """The architectures (``arch``) and accuracies (``accuracy``) of the search or ranking in ``archs_from``,
     which must be of ``space``; a ranking's accuracy is its supernet's, BN recalibrated."""
@@ -186,15 +193,19 @@ def _select(evaluator: SupernetEvaluator, k: int, seed: int, candidates: pd.Data
 
 
 def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Recipe, output: str | Path, *,
-                  archs: int, seed: int = 0, archs_from: str | Path | None = None, seeds: int = 1,
-                  reuse: Sequence[str | Path] = (), tables: Sequence[LookupTable] = (),
+                  archs: int, seed: int = 0, archs_from: str | Path | Sequence[str | Path] | None = None, seeds: int = 1,
+                  pool_seed: int | None = None, reuse: Sequence[str | Path] = (), tables: Sequence[LookupTable] = (),
                   on_progress: ProgressCallback | None = None) -> RankResult | None:
     """Rank ``archs`` architectures of the supernet ``evaluator`` scores (see the module docstring) in
     ``output``: ``selection.json`` (the architectures and their supernet accuracies, chosen once), ``runs/``
     (one resumable stand-alone training each), then ``rank.csv`` and ``rank.json``. Run again, it resumes:
     finished trainings are never redone. ``seeds`` > 1 trains each architecture that many times (seeds
     ``recipe.seed``, + 1, ...) and ranks by the mean; ``reuse`` names other rankings or reports whose finished
-    trainings (same recipe, seed and data) count here too, as those of the ranking ``archs_from`` always do.
+    trainings (same recipe, seed and data) count here too, as those of the rankings ``archs_from`` always do.
+    ``archs_from`` is one search or ranking directory or several: the ``archs`` are spread over the union of
+    their architectures (all of them when ``archs`` is its size), so that rankings of a few architectures
+    each add up to one of more. ``pool_seed`` (default ``seed``) seeds the random sample the architectures are
+    otherwise chosen from: another pool seed, other architectures, for a ranking to add up with this one.
     Under torchrun, every process calls this and trains its share; the result is returned on rank 0 (None
     elsewhere)."""
     if archs < 2:
@@ -203,14 +214,19 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
     for table in tables:
         check_table(table, space)
     labels = table_labels(tables)
-    candidates = None if archs_from is None else _candidates_of(space, Path(archs_from))
+    sources = [] if archs_from is None else [Path(archs_from)] if isinstance(archs_from, (str, Path)) else \
+        [Path(a) for a in archs_from]
+    candidates = _candidates(space, sources) if sources else None
     if candidates is not None:
         spread([Architecture.parse(a) for a in candidates["arch"]], candidates["accuracy"].tolist(), archs)
     path = check_output_dir(output, "a ranking directory")
     config = {"supernet": evaluator.describe().get("run_dir"), "space": space.describe(), "data": data,
               "recipe": recipe.settings(), "archs": archs, "seed": seed,
-              "archs_from": None if archs_from is None else str(Path(archs_from).resolve()),
-              **({"seeds": seeds} if seeds > 1 else {})}  # absent: one training each
+              # one source is recorded as a string (as before several were allowed), several as a list
+              "archs_from": None if not sources else str(sources[0].resolve()) if len(sources) == 1
+              else [str(source.resolve()) for source in sources],
+              **({"seeds": seeds} if seeds > 1 else {}),  # absent: one training each
+              **({"pool_seed": pool_seed} if pool_seed is not None and candidates is None else {})}  # absent: seed
     recipe.run_config(space.name, str(space.sample(random.Random(0))), data)  # bad settings: before any work
     with job() as (rank, world):
         if rank == 0:
@@ -219,10 +235,12 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
         with dir_lock(path, "ranking directory") if rank == 0 else nullcontext():
             chosen = None
             if rank == 0:
-                chosen = saved_plan(path / SELECTION, "hwnas-rank-selection", config, lambda: _select(evaluator, archs, seed, candidates))
+                pool = seed if pool_seed is None else pool_seed
+                chosen = saved_plan(path / SELECTION, "hwnas-rank-selection", config,
+                                    lambda: _select(evaluator, archs, pool, candidates))
             chosen = share(world, chosen)
-            # the trainings of a ranking the architectures came from count here too (same recipe and data)
-            folders = [Path(f) / RUNS for f in [*([archs_from] if archs_from is not None else []), *reuse]]
+            # the trainings of the rankings the architectures came from count here too (same recipe and data)
+            folders = [Path(f) / RUNS for f in [*sources, *reuse]]
             trained = train_standalone([(space.name, c["arch"]) for c in chosen], recipe, data, path / RUNS,
                                        seeds=seeds, on_progress=on_progress, rank=rank, world=world, reuse=folders)
             return _finish(path, space, chosen, trained, tables, labels, config) if rank == 0 else None

@@ -198,6 +198,33 @@ def test_rank_from_another_ranking_reuses_its_trainings(supernet, tmp_path, monk
     assert third.exit_code == 0 and not any("trained_in" in p.read_text() for p in (tmp_path / "c").glob("runs/*/result.json"))
 
 
+def test_rankings_add_up_to_one_of_more_architectures(supernet, tmp_path, monkeypatch):
+    """--archs-from twice: the union of both rankings' architectures, every training reused; --pool-seed
+    chooses other architectures than the first ranking's."""
+    for extra, name in ((["--archs", 3], "a"), (["--archs", 3, "--pool-seed", 1], "b")):
+        assert run("rank", supernet, *extra, *RECIPE, "-o", tmp_path / name).exit_code == 0
+    a, b = (pd.read_csv(tmp_path / name / "rank.csv") for name in ("a", "b"))
+    assert json.loads((tmp_path / "b" / "rank.json").read_text())["pool_seed"] == 1
+    assert "pool_seed" not in json.loads((tmp_path / "a" / "rank.json").read_text())
+    union = set(a["arch"]) | set(b["arch"])
+    assert len(union) > 3, "another pool seed, other architectures"
+    calls = []
+    monkeypatch.setattr(standalone, "train", lambda *args, **kwargs: calls.append(args))
+    both = run("rank", supernet, "--archs", len(union), "--archs-from", tmp_path / "a", "--archs-from", tmp_path / "b",
+               *RECIPE, "-o", tmp_path / "both")
+    assert both.exit_code == 0, both.output
+    assert not calls, "every training comes from the two rankings"
+    frame = pd.read_csv(tmp_path / "both" / "rank.csv")
+    assert set(frame["arch"]) == union and len(frame) == len(union)
+    accuracy = {**dict(zip(b["arch"], b["standalone_test_acc"])), **dict(zip(a["arch"], a["standalone_test_acc"]))}
+    assert frame.set_index("arch")["standalone_test_acc"].to_dict() == pytest.approx(accuracy)
+    saved = json.loads((tmp_path / "both" / "rank.json").read_text())
+    assert saved["archs_from"] == [str((tmp_path / name).resolve()) for name in ("a", "b")]
+    too_many = run("rank", supernet, "--archs", len(union) + 1, "--archs-from", tmp_path / "a", "--archs-from",
+                   tmp_path / "b", *RECIPE, "-o", tmp_path / "more")
+    _one_line_error(too_many, f"holds {len(union)} distinct architectures, fewer than archs={len(union) + 1}")
+
+
 def test_several_seeds_rank_by_the_mean_and_reuse_trainings_of_each_seed(supernet, tmp_path, monkeypatch):
     """--seeds 2 trains each architecture with seeds 0 and 1 and ranks by the mean; a ranking trained with
     --seed 1 provides the second seed's trainings, --reuse another ranking the first's."""

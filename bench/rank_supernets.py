@@ -119,7 +119,11 @@ def main() -> None:
         print(f"  {name:<30}{s:8.0f} s")
     print(f"\n{'supernet':<30}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
     for name, rank in ranks.items():
-        for estimate, stats in rank["agreement"].items():
+        # the size baselines a supernet should beat (the same for every supernet of the same architectures)
+        for estimate, stats in [*rank["agreement"].items(), *((f"{b} (baseline)", s)
+                                                             for b, s in rank.get("baselines", {}).items())]:
+            if stats["kendall_tau"]["value"] is None:  # all tied: JSON null
+                continue
             cells = [f"{s['value']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
                      for s in (stats["kendall_tau"], stats["spearman_rho"], stats["top_k_overlap"])]
             print(f"{name:<30}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")

@@ -107,7 +107,8 @@ def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | Non
     random ones; each is trained from scratch with one recipe on the supernet run's data and evaluated on
     the test split, which neither the supernet nor a search ever saw. Prints Kendall tau, Spearman rho
     and top-k overlap (k = max(2, K // 4)) of stand-alone accuracy against the supernet's, with BN
-    recalibrated and inherited, each with a bootstrap 95 % interval; writes RANK_DIR/rank.csv (per
+    recalibrated and inherited, each with a bootstrap 95 % interval, and the same for two baselines the
+    supernet should beat: ranking by params and by MACs; writes RANK_DIR/rank.csv (per
     architecture: both supernet accuracies, stand-alone test and validation accuracy, latency per table,
     MACs, params), rank.json (settings, statistics, verdict) and a scatter chart.
     """

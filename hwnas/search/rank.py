@@ -4,10 +4,12 @@ stand-alone (`hwnas rank`).
 K architectures are chosen stratified over the supernet's accuracy range (every ``1/(K-1)``-th quantile of
 a sample of random architectures, scored with BN recalibrated), or taken from search or ranking directories
 (the union of their architectures), spread over their accuracy range. Each is trained stand-alone with one
-recipe (`hwnas.search.standalone`) and scored on the test split. The agreement is Kendall tau, Spearman rho and the top-k overlap (the share of the k best
-stand-alone that are among the supernet's k best, k = max(2, K // 4)), against the supernet's accuracy with
+recipe (`hwnas.search.standalone`) and scored on the test split. The agreement is Kendall tau, Spearman rho
+and the top-k overlap (the share of the k best stand-alone that are among the supernet's k best,
+k = max(2, K // 4)), against the supernet's accuracy with
 BN recalibrated and with the statistics it inherited, each with a bootstrap 95 % interval (architectures
-resampled with replacement).
+resampled with replacement); and the same of two baselines a supernet should beat, the architectures' params
+and MACs (a bigger network is often a better one).
 """
 
 from __future__ import annotations
@@ -116,8 +118,22 @@ def agreement(truth: Sequence[float], estimate: Sequence[float], *, seed: int = 
 FEWEST_FOR_VERDICT = 8
 
 
-def verdict(stats: dict[str, Agreement], n: int) -> str:
-    """What the Kendall tau interval of ``n`` architectures allows one to say."""
+def verdict(stats: dict[str, Agreement], n: int, baselines: dict[str, dict[str, Agreement]] | None = None) -> str:
+    """What the Kendall tau interval of ``n`` architectures allows one to say, and whether a baseline (an
+    architecture's size: ``baselines`` maps a name to its agreement) ranks them as well as the supernet."""
+    said = _verdict(stats, n)
+    tau = stats["kendall_tau"].value
+    if n < FEWEST_FOR_VERDICT or math.isnan(tau):
+        return said
+    rivals = [(name, b["kendall_tau"].value) for name, b in (baselines or {}).items()
+              if not math.isnan(b["kendall_tau"].value) and b["kendall_tau"].value >= tau]
+    if rivals:
+        name, value = max(rivals, key=lambda pair: pair[1])
+        said += f"; beware: counting {name} alone ranks them as well or better (tau {value:.2f})"
+    return said
+
+
+def _verdict(stats: dict[str, Agreement], n: int) -> str:
     tau = stats["kendall_tau"]
     if n < FEWEST_FOR_VERDICT:
         return (f"no conclusion: {n} architectures are too few for a bootstrap interval to mean much (tau "
@@ -134,12 +150,16 @@ def verdict(stats: dict[str, Agreement], n: int) -> str:
 
 SELECTION, RANK_CSV, RANK_JSON, RUNS = "selection.json", "rank.csv", "rank.json", "runs"
 ESTIMATES = {"recalibrated_bn": "supernet_acc_recalibrated_bn", "inherited_bn": "supernet_acc_inherited_bn"}
+#: what a supernet should rank better than: a bigger network is often a better one (the size baseline of
+#: zero-cost proxy studies), and a supernet that ranks no better than its MACs or params adds nothing
+BASELINES = ("params", "macs")
 
 
 @dataclass
 class RankResult:
     """What `rank` found: one row per architecture (as in rank.csv), the agreement of stand-alone accuracy with
-    each supernet estimate (``recalibrated_bn``, ``inherited_bn``) and what the interval allows one to say."""
+    each supernet estimate (``recalibrated_bn``, ``inherited_bn``) and with each size baseline (``params``,
+    ``macs``), and what the interval allows one to say."""
 
     path: Path
     rows: pd.DataFrame
@@ -147,10 +167,13 @@ class RankResult:
     verdict: str
     top_k: int
     config: dict = field(default_factory=dict)
+    baselines: dict[str, dict[str, Agreement]] = field(default_factory=dict)
 
     def summary_rows(self) -> list[dict]:
-        return [{"supernet_bn": estimate, **{k: v for name, a in stats.items() for k, v in a.row(name).items()}}
-                for estimate, stats in self.agreement.items()]
+        named = [*((f"supernet, BN {e.removesuffix('_bn')}", s) for e, s in self.agreement.items()),
+                 *((f"{b} (baseline)", s) for b, s in self.baselines.items())]
+        return [{"ranked_by": label, **{k: v for name, a in stats.items() for k, v in a.row(name).items()}}
+                for label, stats in named]
 
 
 def _candidates(space: SearchSpace, sources: Sequence[Path]) -> pd.DataFrame:
@@ -262,11 +285,14 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
     truth = frame["standalone_test_acc"].to_numpy(float)
     stats = {estimate: agreement(truth, frame[column].to_numpy(float), seed=config["seed"])
              for estimate, column in ESTIMATES.items()}
-    result = RankResult(path, frame, stats, verdict(stats["recalibrated_bn"], len(frame)), max(2, len(frame) // 4), config)
+    baselines = {name: agreement(truth, frame[name].to_numpy(float), seed=config["seed"]) for name in BASELINES}
+    said = verdict(stats["recalibrated_bn"], len(frame), baselines)
+    result = RankResult(path, frame, stats, said, max(2, len(frame) // 4), config, baselines)
     write_atomic(path / RANK_CSV, frame.to_csv(index=False))
     write_atomic(path / RANK_JSON, dump_json({
         "kind": "hwnas-rank", "version": 1, "hwnas": __version__, **config, "top_k": result.top_k,
         "bootstrap": BOOTSTRAP, "tables": list(labels), "verdict": result.verdict,
-        "agreement": {estimate: {name: vars(a) for name, a in s.items()} for estimate, s in stats.items()}},
+        "agreement": {estimate: {name: vars(a) for name, a in s.items()} for estimate, s in stats.items()},
+        "baselines": {base: {name: vars(a) for name, a in s.items()} for base, s in baselines.items()}},
         nan_as_null=True, indent=2) + "\n")
     return result

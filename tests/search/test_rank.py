@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import kendalltau
 
 from hwnas.errors import ConfigError, TargetError
 from hwnas.search import rank as rank_module
 from hwnas.search import standalone
-from hwnas.search.rank import FEWEST_FOR_VERDICT, agreement, spread, stratified, top_k_overlap, verdict
+from hwnas.search.rank import FEWEST_FOR_VERDICT, Agreement, agreement, spread, stratified, top_k_overlap, verdict
 from hwnas.space import get_space
 from hwnas.testing import SyntheticEvaluator, synthetic_table
 from cli_helpers import run, one_line_error as _one_line_error
@@ -89,6 +90,17 @@ def test_verdict_needs_enough_architectures():
     assert FEWEST_FOR_VERDICT == 8 and "worse than chance" in verdict(noisy, 8) or "no conclusion" in verdict(noisy, 8)
 
 
+def test_verdict_warns_when_a_size_baseline_ranks_as_well():
+    def stats(tau):
+        return {"kendall_tau": Agreement(tau, tau - 0.3, tau + 0.3)}
+
+    plain = verdict(stats(0.5), 12, {"params": stats(0.2), "macs": stats(0.1)})
+    assert plain.startswith("the supernet ranks architectures better than chance") and "beware" not in plain
+    warned = verdict(stats(0.3), 12, {"params": stats(0.52), "macs": stats(0.42)})
+    assert warned.endswith("; beware: counting params alone ranks them as well or better (tau 0.52)")
+    assert "beware" not in verdict(stats(0.3), 4, {"params": stats(0.9)}), "too few for any verdict"
+
+
 def test_top_k_overlap():
     assert top_k_overlap(np.array([4, 3, 2, 1.0]), np.array([3, 4, 1, 2.0]), 2) == 1.0
     assert top_k_overlap(np.array([4, 3, 2, 1.0]), np.array([1, 2, 3, 4.0]), 2) == 0.0
@@ -120,7 +132,8 @@ def test_rank_writes_its_files_and_resumes_without_training_again(supernet, tabl
     first = run("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out, "--format", "json")
     assert first.exit_code == 0, first.output
     data = json.loads(first.output)
-    assert [row["supernet_bn"] for row in data["rows"]] == ["recalibrated_bn", "inherited_bn"]
+    assert [row["ranked_by"] for row in data["rows"]] == ["supernet, BN recalibrated", "supernet, BN inherited",
+                                                         "params (baseline)", "macs (baseline)"]
     assert data["architectures"] == 3 and data["verdict"].startswith("no conclusion: 3 architectures")
     frame = pd.read_csv(out / "rank.csv")
     assert list(frame.columns) == ["arch", "supernet_acc_inherited_bn", "supernet_acc_recalibrated_bn",
@@ -131,6 +144,10 @@ def test_rank_writes_its_files_and_resumes_without_training_again(supernet, tabl
     saved = json.loads((out / "rank.json").read_text())
     assert saved["recipe"]["epochs"] == 1 and saved["data"]["dataset"] == "synthetic"
     assert set(saved["agreement"]) == {"recalibrated_bn", "inherited_bn"}
+    assert set(saved["baselines"]) == {"params", "macs"}
+    taus = {row["ranked_by"]: row["kendall_tau"] for row in data["rows"]}
+    by_params = kendalltau(frame["standalone_test_acc"], frame["params"]).statistic
+    assert taus["params (baseline)"] == pytest.approx(by_params, nan_ok=True)
     assert (out / "rank.png").stat().st_size > 10_000
     for run_name in frame["run"]:
         result = json.loads((out / run_name / "result.json").read_text())

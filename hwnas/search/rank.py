@@ -239,6 +239,9 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
     labels = table_labels(tables)
     sources = [] if archs_from is None else [Path(archs_from)] if isinstance(archs_from, (str, Path)) else \
         [Path(a) for a in archs_from]
+    if pool_seed is not None and sources:
+        raise ConfigError(f"--pool-seed seeds the random sample architectures are chosen from, but --archs-from takes "
+                          f"them from {', '.join(map(str, sources))}; give one or the other")
     candidates = _candidates(space, sources) if sources else None
     if candidates is not None:
         spread([Architecture.parse(a) for a in candidates["arch"]], candidates["accuracy"].tolist(), archs)
@@ -249,7 +252,7 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
               "archs_from": None if not sources else str(sources[0].resolve()) if len(sources) == 1
               else [str(source.resolve()) for source in sources],
               **({"seeds": seeds} if seeds > 1 else {}),  # absent: one training each
-              **({"pool_seed": pool_seed} if pool_seed is not None and candidates is None else {})}  # absent: seed
+              **({"pool_seed": pool_seed} if pool_seed is not None else {})}  # absent: seed
     recipe.run_config(space.name, str(space.sample(random.Random(0))), data)  # bad settings: before any work
     with job() as (rank, world):
         if rank == 0:

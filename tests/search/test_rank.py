@@ -285,6 +285,9 @@ def test_bad_input_is_one_line(supernet, tmp_path):
     empty.mkdir()
     _one_line_error(run("rank", supernet, "--archs", 2, "--archs-from", empty, *RECIPE, "-o", tmp_path / "r"),
                     "a search directory must hold config.json and candidates.csv")
+    _one_line_error(run("rank", supernet, "--archs", 2, "--archs-from", empty, "--pool-seed", 1, *RECIPE,
+                        "-o", tmp_path / "r"), "--pool-seed seeds the random sample architectures are chosen from, "
+                    "but --archs-from takes them from")
     (tmp_path / "file").write_text("x")
     _one_line_error(run("rank", supernet, "--archs", 2, *RECIPE, "-o", tmp_path / "file"),
                     "is a file")

@@ -117,7 +117,7 @@ def main() -> None:
           f"{args.standalone_epochs} epochs x {args.standalone_steps or 'a pass of'} steps, scored on the test split")
     for name, s in seconds.items():
         print(f"  {name:<30}{s:8.0f} s")
-    print(f"\n{'supernet':<30}{'BN':<17}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
+    print(f"\n{'supernet':<30}{'BN':<19}{'Kendall tau [95 %]':<26}{'Spearman rho [95 %]':<26}top-k overlap [95 %]")
     for name, rank in ranks.items():
         # the size baselines a supernet should beat (the same for every supernet of the same architectures)
         for estimate, stats in [*rank["agreement"].items(), *((f"{b} (baseline)", s)
@@ -126,7 +126,7 @@ def main() -> None:
                 continue
             cells = [f"{s['value']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]"
                      for s in (stats["kendall_tau"], stats["spearman_rho"], stats["top_k_overlap"])]
-            print(f"{name:<30}{estimate:<17}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
+            print(f"{name:<30}{estimate:<19}{cells[0]:<26}{cells[1]:<26}{cells[2]}")
     for name, rank in ranks.items():
         print(f"{name}: {rank['verdict']}")
     first = standalone(work / "rank-uniform")

@@ -114,7 +114,7 @@ def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | Non
     """
     from hwnas.errors import ConfigError
     from hwnas.search.charts import draw_rank_chart
-    from hwnas.search.rank import rank_supernet
+    from hwnas.search.rank import plain, rank_supernet
     from hwnas.tables import LookupTable
     from hwnas.threads import configure
     from hwnas.training.run_dir import read_run
@@ -135,8 +135,7 @@ def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | Non
                                seeds=seeds, pool_seed=pool_seed, reuse=reuse, tables=tables, on_progress=display)
     if result is None:
         return
-    agreement = {e: {n: vars(a) for n, a in s.items()} for e, s in result.agreement.items()}
-    draw_rank_chart(result.rows, agreement, chart_path,
+    draw_rank_chart(result.rows, plain(result.agreement), chart_path,
                     title=f"{result.config['space']['space']} supernet {Path(run_dir).name}: {len(result.rows)} "
                           f"architectures, {recipe.epochs} stand-alone epochs each"
                           + (f", mean of {seeds} seeds" if seeds > 1 else ""))

@@ -176,6 +176,11 @@ class RankResult:
                 for label, stats in named]
 
 
+def plain(stats: dict[str, dict[str, Agreement]]) -> dict[str, dict[str, dict]]:
+    """Agreements by estimate and statistic as plain dicts (value, low, high): rank.json's and the chart's form."""
+    return {estimate: {name: vars(a) for name, a in s.items()} for estimate, s in stats.items()}
+
+
 def _candidates(space: SearchSpace, sources: Sequence[Path]) -> pd.DataFrame:
     """The union of the architectures of the searches or rankings ``sources`` (each once, with the accuracy
     of the first source that holds it)."""
@@ -295,7 +300,6 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
     write_atomic(path / RANK_JSON, dump_json({
         "kind": "hwnas-rank", "version": 1, "hwnas": __version__, **config, "top_k": result.top_k,
         "bootstrap": BOOTSTRAP, "tables": list(labels), "verdict": result.verdict,
-        "agreement": {estimate: {name: vars(a) for name, a in s.items()} for estimate, s in stats.items()},
-        "baselines": {base: {name: vars(a) for name, a in s.items()} for base, s in baselines.items()}},
+        "agreement": plain(stats), "baselines": plain(baselines)},
         nan_as_null=True, indent=2) + "\n")
     return result

@@ -104,3 +104,40 @@ def test_the_protocol_imports_no_torch():
                                                 "time", "typing", "numpy", "hwnas"}
     assert {d for d in deps if d.startswith("hwnas")} <= {"hwnas.errors", "hwnas.errors.require",
                                                            "hwnas.errors.require_finite"}
+
+
+#: the packages (and top-level modules) of hwnas, each importing only those after it in this list
+PACKAGE_ORDER = ["cli", "demo", "testing", "export", "judge", "search", "training", "supernet", "data", "profiler",
+                 "devices", "tables", "space", "threads", "outputs", "progress", "readers", "files", "registry",
+                 "errors", "hwnas"]
+#: known imports against the order, each with the issue that removes it
+TOLERATED = {("devices", "profiler"): "issue 22 re-layers the measuring layer (a torch-free timing/ at the bottom)"}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "hwnas"
+
+
+def test_packages_import_only_packages_below_them():
+    """A package imports only those below it in PACKAGE_ORDER, type-only imports included (so that no cycle
+    hides behind TYPE_CHECKING)."""
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    assert sorted({package_of(m) for m in files}) == sorted(PACKAGE_ORDER)
+    upward = set()
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hwnas"):
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("hwnas")]
+            else:
+                continue
+            for target in targets:
+                if target not in files and target.rsplit(".", 1)[0] in files:
+                    target = target.rsplit(".", 1)[0]
+                mine, theirs = package_of(name), package_of(target)
+                if mine != theirs and PACKAGE_ORDER.index(theirs) < PACKAGE_ORDER.index(mine):
+                    upward.add((mine, theirs, name, target))
+    assert {(m, t) for m, t, _, _ in upward} - set(TOLERATED) == set(), sorted(upward)

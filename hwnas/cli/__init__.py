@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("search", "export", "Write an architecture as JSON, PyTorch weights + build recipe, and ONNX."),
     "plot": ("search", "plot", "Accuracy vs latency of one or more searches: candidates, Pareto front, target, "
                                "references."),
+    "predictor": ("predictor", "predictor", "Fit and inspect accuracy predictors (searches of thousands of candidates a "
+                                            "second)."),
     "profile": ("profiling", "profile", "Measure every block of a space on a device into a lookup table."),
     "rank": ("standalone", "rank", "How well a trained supernet ranks architectures: K of them trained stand-alone, "
                                    "Kendall tau."),

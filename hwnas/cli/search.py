@@ -35,12 +35,21 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--table", "table_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Lookup table; repeat for several devices. The first constrains, all are reported.")
 @click.option("--target-latency", "target", required=True,
-              help="Latency target on the first table: 3ms, 2.5ms, 500us, 3 (ms). A list 2ms,3ms,4ms runs a sweep "
-                   "with one sub-directory per target (SEARCH_DIR/target_2ms, ...).")
+              help="Latency target on the first table: 3ms, 2.5ms, 500us, 3 (ms), or a reference architecture's "
+                   "name (FBNet-A: its latency on the table, to compare with it at equal latency). A list "
+                   "2ms,3ms,FBNet-A runs a sweep with one sub-directory per target (SEARCH_DIR/target_2ms, ...).")
 @click.option("--max-macs", default=None, help="Upper bound on MACs per sample, e.g. 300M.")
 @click.option("--max-params", default=None, help="Upper bound on parameters, e.g. 3.5M.")
 @click.option("--supernet", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Trained supernet run directory whose weights score the candidates.")
+              help="Trained supernet run directory whose weights score the candidates (with --predictor: re-score "
+                   "the last ones).")
+@click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="random and evolution: score candidates with this accuracy predictor (`hwnas predictor fit`; "
+                   "thousands a second), then re-score the --rescore best by the supernet and return the best of "
+                   "those.")
+@click.option("--rescore", type=Number(int, 0, 10**5), default=10, show_default=True,
+              help="With --predictor: the best candidates per target re-scored by the supernet (--bn-batches, "
+                   "--val-batches: all validation images by default); 0 returns the predictor's best unchecked.")
 @click.option("--dataset", default=None, help="Dataset of the validation split (default: the supernet's).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
@@ -79,8 +88,8 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
               help="Start again in a SEARCH_DIR that holds a search with another configuration.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path, help="SEARCH_DIR.")
 @format_option
-def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir, dataset,
-           data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
+def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir,
+           predictor_path, rescore, dataset, data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
            generations, parents, mutation_prob, crossover, patience, epochs, warmup_epochs, steps_per_epoch, sampling,
            hw_loss, hc_weight, beta, arch_lr, lr, seed, references, force, output, fmt) -> None:
     """Search a space for the most accurate architecture under a latency target.
@@ -94,14 +103,14 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     it resumes), and records its final architecture.
     """
     from hwnas.errors import ConfigError
-    from hwnas.search import (Constraint, check_table, make_strategy, parse_count, parse_latencies, run_search,
-                              run_sweep)
+    from hwnas.search import Constraint, check_table, make_strategy, parse_count, run_search, run_sweep
+    from hwnas.search.predictor import Predictor, PredictorEvaluator
+    from hwnas.search.runner import Rescore, parse_targets
     from hwnas.search.summary import noise_note, summary_row
     from hwnas.threads import configure
     from hwnas.tables import LookupTable
     from hwnas.training import open_evaluator
 
-    targets = parse_latencies(target)
     bounds = {"max_macs": parse_count(max_macs, "MACs") if max_macs is not None else None,
               "max_params": parse_count(max_params, "params") if max_params is not None else None}
     settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
@@ -112,26 +121,39 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
                                   ("batch_size", batch_size if strategy_name == "differentiable" else None))
                 if v is not None}
     strategy = make_strategy(strategy_name, **settings)
+    if predictor_path is not None and not strategy.needs_evaluator:
+        raise ConfigError(f"--predictor scores the candidates of random and evolution search, but strategy "
+                          f"{strategy_name!r} trains its own supernet")
     tables = [LookupTable.load(p) for p in table_paths]
     space = _search_space(space_name, profile_name, width, tables[0])
+    targets = parse_targets(target, tables[0], space)
+    predictor = Predictor.load(predictor_path) if predictor_path is not None else None
+    if predictor is not None:
+        predictor.check_for(space)
     # everything that can be refused without the supernet is refused before loading it
     for ms in targets:
         Constraint(tables[0], ms, space=space, **bounds).check_reachable()
     for other in tables[1:]:
         check_table(other, space)
-    if strategy.needs_evaluator and run_dir is None:
+    needs_supernet = predictor is None or rescore > 0
+    if strategy.needs_evaluator and run_dir is None and needs_supernet:
         raise ConfigError(f"strategy {strategy_name!r} ranks architectures by their accuracy with supernet weights "
-                          f"and needs --supernet RUN_DIR")
+                          f"and needs --supernet RUN_DIR" + (" (to re-score the predictor's best; --rescore 0 "
+                                                             "returns the predictor's best unchecked)"
+                                                             if predictor is not None else ""))
     configure(threads)
-    evaluator, training = None, None
+    evaluator, training, rescorer = None, None, None
     if strategy_name == "differentiable":
         training = _differentiable_training(space, run_dir, dataset, data_root, download, eval_device)
-    elif run_dir is not None:
+    elif run_dir is not None and needs_supernet:
         evaluator = open_evaluator(run_dir, space=space, dataset=dataset, data_root=data_root, download=download,
                                    bn_batches=bn_batches, val_batches=val_batches, batch_size=batch_size,
                                    device=eval_device)
+    if predictor is not None:
+        rescorer = Rescore(evaluator, rescore) if rescore > 0 else None
+        evaluator = PredictorEvaluator(predictor)
     common = dict(space=space, tables=tables, evaluator=evaluator, seed=seed, force=force, references=references,
-                  training=training, **bounds)
+                  training=training, rescore=rescorer, **bounds)
     with ProgressDisplay() as progress:
         if len(targets) == 1:
             results = [run_search(strategy, target_ms=targets[0], output=output, on_progress=progress, **common)]
@@ -145,7 +167,9 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
         rows.append(row)
         for note in result.notes:
             click.echo(f"note ({ms:g} ms): {note}", err=True)
-        noise = noise_note(row, (result.config.get("evaluator") or {}).get("val_samples"))
+        scorer = (result.config.get("rescore") or {}).get("evaluator") if row.get("scored_by", "").startswith(
+            "supernet (re") else result.config.get("evaluator")
+        noise = noise_note(row, (scorer or {}).get("val_samples"))
         if noise:
             click.echo(f"note ({ms:g} ms): {noise}", err=True)
     click.echo(render(rows, fmt))

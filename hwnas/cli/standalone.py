@@ -1,5 +1,5 @@
 """``hwnas rank`` and ``hwnas report``: architectures trained stand-alone with one recipe, judging a supernet's
-ranking and reporting searches beside the references (`hwnas.search.rank`, `hwnas.search.report`)."""
+ranking and reporting searches beside the references (`hwnas.judge.rank`, `hwnas.judge.report`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hwnas.cli.options import BATCH, SEED, Number, default_of, format_option, op
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.outputs import check_output_dir
-from hwnas.search.standalone import Recipe
+from hwnas.judge.standalone import Recipe
 
 STANDALONE_LAYOUT = """\b
 Each architecture is a run directory of its own, OUT/runs/NNN-<digest> (as `hwnas retrain`
@@ -84,64 +84,96 @@ def _main_process() -> bool:
 @click.command("rank", epilog=STANDALONE_LAYOUT)
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--archs", "k", type=Number(int, 2, 10**4), required=True,
-              help="Architectures to train stand-alone, chosen spread evenly over the supernet's accuracy range.")
+              help="Architectures to train stand-alone.")
+@click.option("--sample", type=click.Choice(["random", "spread", "target"]), default="random", show_default=True,
+              help="How they are chosen: random (uniformly from the space, the population a search explores), "
+                   "spread (evenly over the supernet's accuracy range: flatters the ranking), target (random ones "
+                   "within --band below --target-latency on the first --table: where a search under it decides). "
+                   "With --archs-from: random (or spread) among their architectures.")
+@click.option("--target-latency", "target", default=None, help="--sample target: the latency target, e.g. 0.8ms.")
+@click.option("--band", type=Number(float, 0, 1, low_open=True, high_open=True), default=0.05, show_default=True,
+              help="--sample target: the share below the target that counts as at the target.")
 @click.option("--archs-from", multiple=True, type=click.Path(file_okay=False), metavar="SEARCH_DIR|RANK_DIR",
-              help="Take them from this search's candidates instead (spread over its accuracy range), or from "
-                   "another ranking (another supernet of the space: the same architectures, whose finished "
-                   "trainings with the same recipe and data are reused, not redone). Repeatable: the union of "
-                   "their architectures (--archs their number takes them all).")
+              help="Take them from this search's candidates instead, or from another ranking (another supernet of "
+                   "the space: the same architectures, whose finished trainings with the same recipe and data are "
+                   "reused, not redone). Repeatable: the union of their architectures (--archs their number takes "
+                   "them all).")
 @click.option("--pool-seed", type=SEED, default=None,
               help="Seed of the random sample the architectures are chosen from [default: --seed]: another pool "
                    "seed, other architectures, e.g. to add up with an earlier ranking through --archs-from.")
+@click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False), default=None,
+              help="Also rank by this accuracy predictor (`hwnas predictor fit`), beside the supernet.")
+@click.option("--bn-batches", type=Number(int, 1, 10**4), default=None,
+              help="Training batches that recalibrate BN per architecture, as the search uses [default: the run's].")
+@click.option("--val-batches", type=Number(int, 1, 10**6), default=None,
+              help="Validation batches (of the run's batch size) per architecture, as the search uses [default: "
+                   "the whole validation split].")
 @click.option("--table", "table_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Lookup table of the run's space (repeatable): a latency column per table in rank.csv.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path,
               metavar="RANK_DIR", help="Ranking directory (created, or resumed if it holds this ranking).")
 @options(*_recipe_options())
-def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | None, table_paths: tuple[str, ...],
-         output: Path, data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str,
-         seeds: int, reuse: tuple[str, ...], **settings: Any) -> None:
+def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, archs_from: tuple[str, ...],
+         pool_seed: int | None, predictor_path: str | None, bn_batches: int | None, val_batches: int | None,
+         table_paths: tuple[str, ...], output: Path, data_root: str | None, threads: int | None, chart: str | None,
+         progress: bool, fmt: str, seeds: int, reuse: tuple[str, ...], **settings: Any) -> None:
     """How well a trained supernet ranks architectures: K of them trained stand-alone, Kendall tau.
 
-    The K architectures are spread over the supernet's (BN-recalibrated) accuracy range of a sample of
-    random ones; each is trained from scratch with one recipe on the supernet run's data and evaluated on
-    the test split, which neither the supernet nor a search ever saw. Prints Kendall tau, Spearman rho
-    and top-k overlap (k = max(2, K // 4)) of stand-alone accuracy against the supernet's, with BN
-    recalibrated and inherited, each with a bootstrap 95 % interval, and the same for two baselines the
-    supernet should beat: ranking by params and by MACs; writes RANK_DIR/rank.csv (per
-    architecture: both supernet accuracies, stand-alone test and validation accuracy, latency per table,
-    MACs, params), rank.json (settings, statistics, verdict) and a scatter chart.
+    K architectures (drawn uniformly from the space by default; --sample) are each trained from scratch
+    with one recipe on the supernet run's data and evaluated on the test split, which neither the
+    supernet nor a search ever saw. The supernet scores them as a search would (its --bn-batches and
+    --val-batches), with BN recalibrated and inherited; --predictor adds a predictor's estimate. Prints
+    Kendall tau, Spearman rho and top-k overlap (k = max(2, K // 4); chance level k / K) of stand-alone
+    accuracy against every estimate and against two baselines the supernet should beat, params and MACs,
+    each with a bootstrap 95 % interval, and the paired differences between estimators with their
+    intervals; writes RANK_DIR/rank.csv (per architecture: the estimates, stand-alone test and
+    validation accuracy, latency per table, MACs, params), rank.json (settings, the sample, statistics,
+    differences, verdict) and a scatter chart.
     """
     from hwnas.errors import ConfigError
-    from hwnas.search.charts import draw_rank_chart
-    from hwnas.search.rank import plain, rank_supernet
+    from hwnas.judge.charts import draw_rank_chart
+    from hwnas.judge.rank import Sample, plain, rank_supernet
+    from hwnas.search.constraints import parse_latency
+    from hwnas.search.predictor import Predictor
     from hwnas.tables import LookupTable
     from hwnas.threads import configure
     from hwnas.training.run_dir import read_run
     from hwnas.training.trained import data_settings, open_evaluator
 
     recipe = _recipe(settings)
+    chosen = Sample(sample, parse_latency(target) if target is not None else None, band)
     check_output_dir(output, "a ranking directory")
     if not os.path.isdir(run_dir):
         raise ConfigError(f"RUN_DIR must be a trained supernet's run directory, but {run_dir} does not exist")
     chart_path = check_chart(Path(chart) if chart else output / "rank.png")
     tables = [LookupTable.load(p) for p in table_paths]
+    predictor = Predictor.load(predictor_path) if predictor_path else None
     configure(threads)
-    evaluator = open_evaluator(run_dir, device=recipe.device, data_root=data_root)
+    evaluator = open_evaluator(run_dir, device=recipe.device, data_root=data_root, bn_batches=bn_batches,
+                               val_batches=val_batches)
     stored = read_run(run_dir)
     data = {**data_settings(stored.config), **({"data_root": data_root} if data_root else {})}
     with ProgressDisplay(enabled=progress and _main_process()) as display:
-        result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, archs_from=archs_from or None,
-                               seeds=seeds, pool_seed=pool_seed, reuse=reuse, tables=tables, on_progress=display)
+        result = rank_supernet(evaluator, data, recipe, output, archs=k, seed=recipe.seed, sample=chosen,
+                               archs_from=archs_from or None, seeds=seeds, pool_seed=pool_seed, reuse=reuse,
+                               tables=tables, predictor=predictor, on_progress=display)
     if result is None:
         return
     draw_rank_chart(result.rows, plain(result.agreement), chart_path,
                     title=f"{result.config['space']['space']} supernet {Path(run_dir).name}: {len(result.rows)} "
-                          f"architectures, {recipe.epochs} stand-alone epochs each"
-                          + (f", mean of {seeds} seeds" if seeds > 1 else ""))
-    extra = {"ranking": str(output), "architectures": len(result.rows), "top_k": result.top_k,
+                          f"architectures {chosen.describe() if not archs_from else 'from ' + ', '.join(archs_from)}, "
+                          f"{recipe.epochs} stand-alone epochs each" + (f", mean of {seeds} seeds" if seeds > 1 else ""))
+    extra = {"ranking": str(output), "architectures": len(result.rows),
+             "sample": chosen.describe() if not archs_from else f"from {', '.join(archs_from)} ({sample})",
+             "top_k": result.top_k, "top_k_chance": round(result.comparison.chance_top_k, 4),
              "verdict": result.verdict, "chart": str(chart_path)}
-    click.echo(render(result.summary_rows(), fmt, extra=extra if fmt != "csv" else None))
+    differences = result.comparison.difference_rows()
+    if fmt == "table":
+        click.echo(render(result.summary_rows(), "table", extra=extra))
+        click.echo("paired differences (first - second, 95 % interval of the difference):")
+        click.echo(render(differences, "table"))
+        return
+    click.echo(render(result.summary_rows(), fmt, extra={**extra, "differences": differences} if fmt == "json" else None))
 
 
 @click.command("report", epilog=STANDALONE_LAYOUT)
@@ -153,21 +185,30 @@ def rank(run_dir: str, k: int, archs_from: tuple[str, ...], pool_seed: int | Non
 @click.option("--measured", is_flag=True,
               help="Also time every network end to end on the first table's device (this machine), with the "
                    "table's protocol: references of other channels too, which the table cannot predict.")
+@click.option("--random", "random_archs", type=Number(int, 0, 1000), default=8, show_default=True,
+              help="Random architectures within --band of each found one's table latency, trained with the same "
+                   "recipe: the found one is compared with the best of them (0: none).")
+@click.option("--band", type=Number(float, 0, 1, low_open=True, high_open=True), default=0.05, show_default=True,
+              help="The share of the found architecture's latency within which a random one counts as equal.")
 @options(*_recipe_options())
-def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, data_root: str | None,
-           threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int, reuse: tuple[str, ...],
-           **settings: Any) -> None:
+def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, random_archs: int, band: float,
+           data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int,
+           reuse: tuple[str, ...], **settings: Any) -> None:
     """The architectures searches returned, retrained stand-alone beside the space's references.
 
-    Each search's returned architecture (a sweep directory stands for its searches) and the reference
-    architectures of its space (FBNet-A/B/C for fbnet, ...) are trained from scratch with one recipe, on
-    the data the searches were scored on, at their input profile and width, and evaluated on the test
-    split. Writes REPORT_DIR/report.csv (name, test and validation accuracy, latency on each table of the
-    first search, measured latency with --measured, MACs, params), report.json and a chart of accuracy
-    against latency.
+    Each search's returned architecture (a sweep directory stands for its searches), --random random
+    architectures of the same table latency (within --band) beside each, and the reference architectures
+    of its space (FBNet-A/B/C for fbnet, ...) are trained from scratch with one recipe, on the data the
+    searches were scored on, at their input profile and width, and evaluated on the test split. Each found
+    architecture is compared at equal latency with the best of its random neighbours and with every
+    reference whose table latency a search that returned it targeted (`hwnas search --target-latency
+    FBNet-A`): the difference with a 95 % interval (the sd of one training pooled over --seeds >= 2). Writes
+    REPORT_DIR/report.csv (name, test and validation accuracy, latency on each table of the first search,
+    measured latency with --measured, MACs, params), comparisons.csv, report.json and a chart of accuracy
+    against latency beside the differences.
     """
-    from hwnas.search.charts import draw_report_chart
-    from hwnas.search.report import report_searches
+    from hwnas.judge.charts import draw_report_chart
+    from hwnas.judge.report import report_searches
     from hwnas.search.results import latency_column
     from hwnas.threads import configure
 
@@ -177,13 +218,23 @@ def report(searches: tuple[str, ...], output: Path, references: bool, measured: 
     configure(threads)
     with ProgressDisplay(enabled=progress and _main_process()) as display:
         result = report_searches(searches, recipe, output, references=references, measured=measured,
-                                 data_root=data_root, seeds=seeds, reuse=reuse, on_progress=display)
+                                 data_root=data_root, seeds=seeds, random=random_archs, band=band, reuse=reuse,
+                                 on_progress=display)
     if result is None:
         return
     draw_report_chart(result.rows, latency_column(result.labels[0]), chart_path, measured=result.measured,
+                      comparisons=result.comparisons,
                       title=f"stand-alone, {recipe.epochs} epochs each"
                             + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
                             + f", on {result.config['data']['dataset']} (test split)")
     shown = result.rows.drop(columns=["run", "arch"]).round(3).to_dict("records")
     extra = {"report": str(output), "chart": str(chart_path)}
-    click.echo(render(shown, fmt, extra=extra if fmt != "csv" else None))
+    compared = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()
+                 if k not in ("sd_one_training", "df", "against_name")} for c in result.comparisons]
+    if fmt == "table":
+        click.echo(render(shown, "table", extra=extra))
+        if compared:
+            click.echo("at equal latency (found - other, 95 % interval):")
+            click.echo(render(compared, "table"))
+        return
+    click.echo(render(shown, fmt, extra={**extra, "comparisons": result.comparisons} if fmt == "json" else None))

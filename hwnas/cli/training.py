@@ -103,11 +103,18 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool, fmt: str) ->
 
 @click.command("train", epilog=RUN_DIR_LAYOUT)
 @options(*_training_options())
-@click.option("--strategy", type=click.Choice(["uniform", "fairness"]), default=_default("strategy"),
+@click.option("--strategy", type=click.Choice(["uniform", "fairness", "sandwich"]), default=_default("strategy"),
               show_default=True,
-              help="Path sampling: uniform (one random path per step) or fairness (strict fairness: every op "
-                   "of every layer once per step; each parameter's gradient is the mean over the paths that used it). "
-                   "Differentiable supernets are trained by `hwnas search --strategy differentiable`.")
+              help="Path sampling: uniform (one random path per step), fairness (strict fairness: every op "
+                   "of every layer once per step) or sandwich (the largest path on the labels, the smallest and "
+                   "--random-paths random ones on its soft predictions: BigNAS's sandwich rule with in-place "
+                   "distillation); with several paths a step, each parameter's gradient is the mean over the paths "
+                   "that used it. Differentiable supernets are trained by `hwnas search --strategy differentiable`.")
+@click.option("--random-paths", type=Number(int, 0, 100), default=None,
+              help="sandwich: random paths per step besides the largest and the smallest [default: 2].")
+@click.option("--distill/--no-distill", default=None,
+              help="sandwich: train the smallest and random paths on the largest path's soft predictions "
+                   "(in-place distillation) [default: on].")
 @click.option("--weight-sharing", type=click.Choice(["entangled", "independent"]), default=_default("weight_sharing"),
               show_default=True,
               help="entangled: the MBConv ops of a layer share one set of conv weights (a k3 kernel is the centre "
@@ -123,6 +130,13 @@ def train_command(run_dir: str, progress: bool, fmt: str, **settings: Any) -> No
     A progress bar shows loss, accuracy and images/s; after every epoch one line, a row in log.csv,
     TensorBoard scalars and a checkpoint. Bad settings are refused before anything is written.
     """
+    sandwich = {name: settings.pop(name) for name in ("random_paths", "distill")}
+    given = {name: value for name, value in sandwich.items() if value is not None}
+    if given and settings["strategy"] != "sandwich":
+        raise ConfigError(f"--{next(iter(given)).replace('_', '-')} is a setting of --strategy sandwich, but got "
+                          f"--strategy {settings['strategy']}")
+    if settings["strategy"] == "sandwich":
+        settings["strategy_settings"] = given
     _run(settings, run_dir=run_dir, progress=progress, fmt=fmt)
 
 

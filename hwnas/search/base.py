@@ -31,10 +31,12 @@ SAMPLE_BATCH = 1024
 
 
 def ranked(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """The feasible ``candidates``, most accurate first; ties go to the faster (on the constraining table),
-    then to the one evaluated earlier."""
+    """The feasible ``candidates``, most accurate first: those re-scored by the supernet (by that accuracy)
+    before the rest (by their estimator's); ties go to the faster (on the constraining table), then to the one
+    evaluated earlier."""
     order = sorted(((i, c) for i, c in enumerate(candidates) if c.feasible),
-                   key=lambda ic: (-ic[1].accuracy, ic[1].latency_ms[0], ic[0]))
+                   key=lambda ic: (ic[1].rescored is None, -(ic[1].rescored if ic[1].rescored is not None
+                                                              else ic[1].accuracy), ic[1].latency_ms[0], ic[0]))
     return [c for _, c in order]
 
 
@@ -42,9 +44,11 @@ def ranked(candidates: Iterable[Candidate]) -> list[Candidate]:
 class Candidate:
     """One evaluated architecture.
 
-    ``latency_ms`` holds one prediction per table of the search, the constraining table first;
-    ``values`` the constraint values (``Constraint.names`` order; > 0 means violated); ``origin`` how
-    the strategy produced it (``random``, ``mutation``, ``crossover``, ...).
+    ``accuracy`` is the search's estimator's (``estimator``: ``supernet`` or ``predictor``); ``rescored`` the
+    supernet's accuracy with more validation images, for the last candidates of a predictor-driven search
+    (None for the others); ``latency_ms`` holds one prediction per table of the search, the constraining
+    table first; ``values`` the constraint values (``Constraint.names`` order; > 0 means violated);
+    ``origin`` how the strategy produced it (``random``, ``mutation``, ``crossover``, ...).
     """
 
     arch: Architecture
@@ -55,6 +59,8 @@ class Candidate:
     values: tuple[float, ...]
     generation: int
     origin: str
+    estimator: str = "supernet"
+    rescored: float | None = None
 
     @property
     def feasible(self) -> bool:
@@ -86,6 +92,8 @@ class SearchContext:
         self.training, self.work_dir = dict(training or {}), work_dir
         self.on_step, self.on_progress, self.task = on_step, on_progress, task
         self.candidates: list[Candidate] = []
+        #: what scores the candidates: the evaluator's kind (``supernet``, ``predictor``, ...)
+        self.estimator = (evaluator.describe().get("kind") or "supernet") if evaluator is not None else "supernet"
         self._by_arch: dict[str, Candidate] = {}
         self.generation = 0
         self.rejected = 0
@@ -162,7 +170,8 @@ class SearchContext:
         """
         if self.evaluator is None:
             raise ConfigError("this search has no evaluator to score architectures with (pass a supernet)")
-        return [self.record(arch, self.evaluator(arch), origin) for arch in archs]
+        archs = [self.space.validate(as_architecture(arch)) for arch in archs]
+        return [self.record(arch, accuracy, origin) for arch, accuracy in zip(archs, self.evaluator.many(archs))]
 
     def record(self, arch: Architecture | str | Sequence[str], accuracy: float, origin: str) -> Candidate:
         """Record an architecture scored by the strategy itself (e.g. on a supernet it trained)."""
@@ -175,7 +184,7 @@ class SearchContext:
         others = [float(t.predict_indices(indices)[0]) for t in self.tables[1:]]
         candidate = Candidate(arch, float(accuracy), (float(latency), *others), int(macs), int(params),
                               tuple(float(v) for v in self.constraint.values_indices(indices)[0]),
-                              self.generation, origin)
+                              self.generation, origin, self.estimator)
         self.candidates.append(candidate)
         self._by_arch[str(arch)] = candidate
         self._feasible += candidate.feasible

@@ -117,25 +117,29 @@ def candidate_rows(candidates: Iterable[Any], labels: Sequence[str]) -> list[dic
         row: dict[str, Any] = {"arch": str(c.arch), "accuracy": c.accuracy}
         row.update({latency_column(label): ms for label, ms in zip(labels, c.latency_ms)})
         row.update({"macs": c.macs, "params": c.params, "feasible": c.feasible, "generation": c.generation,
-                    "origin": c.origin, "eval_index": index})
+                    "origin": c.origin, "eval_index": index,
+                    "estimator": c.estimator if c.rescored is None else f"{c.estimator}, supernet",
+                    "rescored_accuracy": c.rescored})
         rows.append(row)
     return rows
 
 
 def candidates_frame(candidates: Sequence[Any], labels: Sequence[str]) -> pd.DataFrame:
-    """Candidates most accurate first (ties: faster on the constraining table, then evaluated earlier)."""
+    """Candidates most accurate first: those re-scored by the supernet first, by that accuracy, then the rest
+    (ties: faster on the constraining table, then evaluated earlier)."""
     columns = ["arch", "accuracy", *map(latency_column, labels), "macs", "params", "feasible", "generation",
-               "origin", "eval_index"]
+               "origin", "eval_index", "estimator", "rescored_accuracy"]
     frame = pd.DataFrame(candidate_rows(candidates, labels), columns=columns)
     if frame.empty:
         return frame
-    return frame.sort_values(["accuracy", latency_column(labels[0]), "eval_index"],
-                             ascending=[False, True, True], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["rescored_accuracy", "accuracy", latency_column(labels[0]), "eval_index"],
+                             ascending=[False, False, True, True], kind="stable",
+                             na_position="last").reset_index(drop=True)
 
 
 def best_record(candidate: Any, labels: Sequence[str], config: dict) -> dict:
     return {"kind": "hwnas-search-best", "arch": str(candidate.arch), "ops": list(candidate.arch.ops),
-            "accuracy": candidate.accuracy,
+            "accuracy": candidate.accuracy, "estimator": candidate.estimator, "rescored_accuracy": candidate.rescored,
             "latency_ms": dict(zip(labels, candidate.latency_ms)), "macs": candidate.macs,
             "params": candidate.params, "generation": candidate.generation, "origin": candidate.origin,
             "target_latency_ms": config["target_latency_ms"], "space": config["space"]}
@@ -146,6 +150,8 @@ class SearchWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: the supernet's re-scored accuracies saved by an interrupted search (filled by `prepare`)
+        self.rescored: dict[str, float] = {}
 
     def prepare(self, config: dict, force: bool = False) -> dict[str, float]:
         """Create the directory, or find in it the state of an interrupted search with the same config.
@@ -174,6 +180,8 @@ class SearchWriter:
             if (self.path / STATE).exists():
                 state = read_search_json(self.path / STATE, "a search's state.json", STATE_FIELDS)
                 saved = _saved_accuracies(state["evaluated"], self.path / STATE)
+                rescored = state.get("rescored", [])
+                self.rescored = _saved_accuracies(rescored if isinstance(rescored, list) else [None], self.path / STATE)
         else:
             for name in (CANDIDATES, BEST, STATE, REFERENCES):
                 (self.path / name).unlink(missing_ok=True)
@@ -183,7 +191,9 @@ class SearchWriter:
 
     def checkpoint(self, candidates: Sequence[Any], labels: Sequence[str], generation: int, done: bool = False) -> None:
         write_json(self.path / STATE, {"kind": STATE_KIND, "version": VERSION, "done": done, "generation": generation,
-                                       "evaluated": [[str(c.arch), c.accuracy] for c in candidates]})
+                                       "evaluated": [[str(c.arch), c.accuracy] for c in candidates],
+                                       "rescored": [[str(c.arch), c.rescored] for c in candidates
+                                                    if c.rescored is not None]})
         write_atomic(self.path / CANDIDATES, candidates_frame(candidates, labels).to_csv(index=False))
 
     def finish(self, candidates: Sequence[Any], best: Any, labels: Sequence[str], config: dict,
@@ -198,7 +208,7 @@ class SearchWriter:
 def _saved_accuracies(evaluated: list[list], path: Path) -> dict[str, float]:
     saved = {}
     for i, pair in enumerate(evaluated):
-        if not (len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], (int, float))
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], (int, float))
                 and not isinstance(pair[1], bool) and 0 <= pair[1] <= 100):
             raise CheckpointError(f"a search's state.json must hold 'evaluated' as [architecture, accuracy in "
                                   f"[0, 100]] pairs, but {path} has {dump_json(pair)[:80]} at position {i}")

@@ -23,13 +23,41 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.outputs import check_output_dir, dir_lock
-from hwnas.progress import ProgressCallback
+from hwnas.progress import ProgressCallback, report
 from hwnas.search.base import Candidate, SearchContext, SearchStrategy, ranked
 from hwnas.search.constraints import Constraint, check_table, format_ms
 from hwnas.search.results import SearchWriter, latency_column, search_config, table_labels, write_sweep
 from hwnas.space import REFERENCES, SearchSpace, arch_cost
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """The last step of a search driven by a cheap estimator (a predictor): its ``count`` best feasible
+    candidates scored again by ``evaluator`` (the supernet, with more validation images); the best of those
+    is returned (Once-for-All's recipe)."""
+
+    evaluator: Evaluator
+    count: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.count, int) or isinstance(self.count, bool) or self.count < 1:
+            raise ConfigError(f"re-scoring takes an integer count >= 1, but got count={self.count!r}")
+
+    def describe(self) -> dict:
+        return {"count": self.count, "evaluator": self.evaluator.describe()}
+
+    def apply(self, candidates: list[Candidate], on_progress: ProgressCallback | None = None) -> None:
+        """Re-score the ``count`` best feasible ``candidates`` by their estimator (in place; candidates re-scored
+        before, by another target of a sweep or a saved state, keep their score)."""
+        feasible = sorted((i for i, c in enumerate(candidates) if c.feasible),
+                          key=lambda i: (-candidates[i].accuracy, candidates[i].latency_ms[0], i))
+        chosen = feasible[:self.count]
+        for done, i in enumerate(chosen):
+            if candidates[i].rescored is None:
+                candidates[i] = replace(candidates[i], rescored=float(self.evaluator(candidates[i].arch)))
+            report(on_progress, "re-scoring the best with the supernet", done + 1, len(chosen))
 
 
 @dataclass
@@ -54,12 +82,13 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
                evaluator: Evaluator | None, max_macs: float | None = None, max_params: float | None = None,
                seed: int = 0, output: str | Path | None = None, force: bool = False, references: bool = True,
                training: dict[str, Any] | None = None, on_progress: ProgressCallback | None = None,
-               extra_config: dict | None = None) -> SearchResult:
+               extra_config: dict | None = None, rescore: Rescore | None = None) -> SearchResult:
     """Search ``space`` under ``target_ms`` on ``tables[0]`` (and the optional bounds); report every table.
 
     With ``output`` the search directory is written (see `hwnas.search.results`) and an interrupted
     search with the same configuration resumes from its saved state. ``training`` holds the data settings
-    of a strategy that trains (see `SearchContext`). Under ``torchrun`` only rank 0 writes.
+    of a strategy that trains (see `SearchContext`). With ``rescore`` the best candidates by ``evaluator`` are
+    scored again (`Rescore`) and the best of them is returned. Under ``torchrun`` only rank 0 writes.
     """
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
@@ -74,21 +103,24 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
                           f"evaluator (--supernet RUN_DIR)")
     labels = table_labels(tables)
     config = search_config(strategy=strategy, seed=seed, space=space, constraint=constraint, tables=tables,
-                           labels=labels, evaluator=evaluator, extra=extra_config)
+                           labels=labels, evaluator=evaluator,
+                           extra={**(extra_config or {}), **({"rescore": rescore.describe()} if rescore else {})})
     writer = SearchWriter(output) if output is not None and int(os.environ.get("RANK", "0")) == 0 else None
     with dir_lock(output, "search directory") if writer is not None else nullcontext():
         if writer is not None:
             saved = writer.prepare(config, force)
             if evaluator is not None:
                 evaluator.preload(saved)
+            if rescore is not None:
+                rescore.evaluator.preload(writer.rescored)
         return _search(strategy, space, tables, target_ms, evaluator, constraint, labels, config, seed, output,
-                       writer, references, training, on_progress)
+                       writer, references, training, on_progress, rescore)
 
 
 def _search(strategy: SearchStrategy, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
             evaluator: Evaluator | None, constraint: Constraint, labels: list[str], config: dict, seed: int,
             output: str | Path | None, writer: SearchWriter | None, references: bool, training: dict[str, Any] | None,
-            on_progress: ProgressCallback | None) -> SearchResult:
+            on_progress: ProgressCallback | None, rescore: Rescore | None) -> SearchResult:
     before = evaluator.evaluations if evaluator is not None else 0
 
     def checkpoint(context: SearchContext) -> None:
@@ -100,8 +132,10 @@ def _search(strategy: SearchStrategy, space: SearchSpace, tables: Sequence[Looku
                             on_step=checkpoint if writer else None, on_progress=on_progress,
                             task=f"{strategy.name} search, target {format_ms(target_ms)}")
     strategy.run(context)
+    if rescore is not None:
+        rescore.apply(context.candidates, on_progress)
     refs = reference_rows(space, context, labels) if references else []
-    best = context.best()
+    best = next(iter(ranked(context.candidates)), None)
     if writer is not None:
         writer.finish(context.candidates, best, labels, config, refs, context.generation)
     return SearchResult(context.candidates, best, labels, config, context.notes, refs,
@@ -142,11 +176,12 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
         for target, name in zip(targets_ms, names):
             results.append(run_search(strategy, space=space, tables=tables, target_ms=target, force=force,
                                       output=Path(output) / name if output is not None else None, **kwargs))
-        share_candidates(results, constraints)
+        share_candidates(results, constraints, kwargs.get("rescore"))
     return results
 
 
-def share_candidates(results: Sequence[SearchResult], constraints: Sequence[Constraint]) -> None:
+def share_candidates(results: Sequence[SearchResult], constraints: Sequence[Constraint],
+                     rescore: Rescore | None = None) -> None:
     """Add to each result of a sweep the candidates other targets evaluated that satisfy its constraint
     (origin ``shared from target_...``), choose its best again, and rewrite its search directory.
 
@@ -172,6 +207,8 @@ def share_candidates(results: Sequence[SearchResult], constraints: Sequence[Cons
         if not shared:
             continue
         result.candidates.extend(shared)
+        if rescore is not None:  # the best of the shared ones may not have been re-scored for their own target
+            rescore.apply(result.candidates)
         result.best = next(iter(ranked(result.candidates)), None)
         if result.path is not None and int(os.environ.get("RANK", "0")) == 0:
             SearchWriter(result.path).finish(result.candidates, result.best, result.labels, result.config,
@@ -212,3 +249,33 @@ def reference_latency(table: LookupTable, space: SearchSpace, arch: Any) -> floa
     raw = sum(table.records[k].latency_ms for k in keys)
     cal = table.calibration
     return float(cal.apply(raw) if cal else raw)
+
+
+def parse_targets(text: str, table: LookupTable, space: SearchSpace) -> list[float]:
+    """The latency targets of ``--target-latency``: durations (`parse_latencies`) or reference architectures'
+    names, each standing for its latency on ``table`` (built in ``space``'s family at its input profile and
+    width), in the order given, duplicates dropped."""
+    from hwnas.search.constraints import parse_latency
+    from hwnas.space import find_reference
+
+    parts = text.split(",")
+    if not text.strip() or any(not part.strip() for part in parts):
+        raise ConfigError(f"target latencies are durations or reference names separated by commas such as "
+                          f"2ms,3ms,FBNet-A, but got {text!r}")
+    targets = []
+    for part in parts:
+        ref = find_reference(part.strip())
+        if ref is None:
+            targets.append(parse_latency(part))
+            continue
+        if ref.space != space.name:
+            raise ConfigError(f"a reference target must be an architecture of the searched space {space.name!r}, "
+                              f"but {ref.name!r} belongs to space {ref.space!r}")
+        ref_space = ref.build_space(space.profile, width=space.config.get("width", 1.0))
+        ms = reference_latency(table, ref_space, ref_space.validate(ref.arch))
+        if math.isnan(ms):
+            raise ConfigError(f"a reference target needs the reference's latency on the table, but "
+                              f"{table.path or table.device_name} lacks blocks of {ref.name!r} (other channels than "
+                              f"the searched space); give its latency instead")
+        targets.append(float(ms))
+    return list(dict.fromkeys(targets))

@@ -27,15 +27,23 @@ def summary_row(result: SearchResult) -> dict[str, Any]:
     """Target, counts, the best candidate with its standard error and its lead over the runner-up, its
     latency on every table, MACs, params and architecture."""
     top = ranked(result.candidates)[:2]
-    samples = (result.config.get("evaluator") or {}).get("val_samples")
     row: dict[str, Any] = {"target_ms": result.config["target_latency_ms"], "candidates": len(result.candidates),
                            "feasible": len(result.feasible), "evaluated_now": result.evaluations}
     if not top:
         return row
     best = top[0]
-    se = standard_error(best.accuracy, samples)
-    row.update({"best_accuracy": round(best.accuracy, 2), "se": None if se is None else round(se, 2),
-                "lead": round(best.accuracy - top[1].accuracy, 2) if len(top) > 1 else None,
+    if best.rescored is not None:  # a predictor-driven search: the supernet's re-scoring chose the best
+        samples = (((result.config.get("rescore") or {}).get("evaluator")) or {}).get("val_samples")
+        score = {id(c): c.rescored for c in top}
+        row["scored_by"] = "supernet (re-scored)"
+    else:
+        samples = (result.config.get("evaluator") or {}).get("val_samples")
+        score = {id(c): c.accuracy for c in top}
+        row["scored_by"] = best.estimator
+    runner_up = top[1] if len(top) > 1 and score[id(top[1])] is not None else None
+    se = standard_error(score[id(best)], samples) if best.estimator == "supernet" or best.rescored is not None else None
+    row.update({"best_accuracy": round(score[id(best)], 2), "se": None if se is None else round(se, 2),
+                "lead": round(score[id(best)] - score[id(runner_up)], 2) if runner_up is not None else None,
                 **{latency_column(label): round(ms, 4) for label, ms in zip(result.labels, best.latency_ms)},
                 "macs": best.macs, "params": best.params, "arch": str(best.arch)})
     return row

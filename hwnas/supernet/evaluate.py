@@ -45,8 +45,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Modu
     return model.eval()
 
 
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    """Top-1 accuracy of ``model`` in eval mode over ``loader``, in percent."""
+def accuracy(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Top-1 accuracy of ``model`` in eval mode over ``loader`` (a DataLoader, or a list of (images, labels)
+    batches), in percent."""
     model.eval()
     device = _device_of(model)
     correct = seen = 0
@@ -71,7 +72,8 @@ def calibration_batches(loader: DataLoader, count: int) -> list[torch.Tensor]:
     return batches
 
 
-def subnet_accuracy(supernet: SuperNet, arch: Architecture | str | Sequence[str], loader: DataLoader, *,
+def subnet_accuracy(supernet: SuperNet, arch: Architecture | str | Sequence[str],
+                    loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                     calibration: Sequence[torch.Tensor] | None = None) -> float:
     """Accuracy (%) of ``arch`` with the supernet's weights; its BN statistics are recalibrated on
     ``calibration`` batches when given, else inherited as they are."""

@@ -5,16 +5,17 @@ resumption, logs, progress, torchrun DDP), strategies are registered by name in 
 `hwnas.training.trained` opens a finished run: its supernet, its own data split, its evaluator.
 """
 
-from hwnas.training import differentiable  # noqa: F401  (registration)
+from hwnas.training import differentiable, sandwich  # noqa: F401  (registration)
 from hwnas.training.config import RunConfig
 from hwnas.training.loop import TrainResult, train
 from hwnas.training.optim import OPTIMIZERS, SCHEDULERS
 from hwnas.training.run_dir import EpochStats, read_log, read_run
+from hwnas.training.sandwich import Sandwich, SandwichSettings
 from hwnas.training.strategies import STRATEGIES, StandaloneTraining, Strategy, StrictFairness, UniformSampling
 from hwnas.training.trained import load_supernet, open_evaluator, run_loaders
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULERS", "STRATEGIES", "EpochStats", "RunConfig", "StandaloneTraining", "Strategy",
+    "OPTIMIZERS", "SCHEDULERS", "STRATEGIES", "EpochStats", "RunConfig", "Sandwich", "SandwichSettings", "StandaloneTraining", "Strategy",
     "StrictFairness", "TrainResult", "UniformSampling", "load_supernet", "open_evaluator", "read_log", "read_run",
     "run_loaders", "train",
 ]

@@ -24,8 +24,9 @@ def test_search_directory_contents(space, table, phone_table, median_ms, tmp_pat
                                                     "references.csv"}
     frame = pd.read_csv(tmp_path / "candidates.csv")
     assert list(frame.columns) == ["arch", "accuracy", "latency_ms[cpu]", "latency_ms[phone]", "macs", "params",
-                                   "feasible", "generation", "origin", "eval_index"]
+                                   "feasible", "generation", "origin", "eval_index", "estimator", "rescored_accuracy"]
     assert len(frame) == 20 and frame["accuracy"].is_monotonic_decreasing
+    assert set(frame["estimator"]) == {"synthetic"} and frame["rescored_accuracy"].isna().all()
     assert sorted(frame["eval_index"]) == list(range(20))
     first = result.candidates[0]
     row = frame[frame["eval_index"] == 0].iloc[0]

@@ -6,9 +6,13 @@ width, with their test accuracy, table latency and, on request, latency measured
 The data is the one the searches were scored on: that of the supernet run a search's evaluator names (or of
 the supernet a differentiable search trained, ``SEARCH_DIR/supernet``); every search of a report must share
 it. Searches that returned the same architecture share one training. The latency columns are those of the
-first search's tables. ``REPORT_DIR`` holds ``plan.json`` (what is trained, fixed on the first call),
-``runs/NNN-<digest>/`` (one resumable training each; see `hwnas.search.standalone`), ``report.csv``,
-``report.json`` and the chart.
+first search's tables. Beside each found architecture, random architectures of equal table latency are
+trained too, and the found one is compared with the best of them and with each reference whose latency a
+search that returned it was targeted at (`hwnas.judge.equal_latency`: ``hwnas search --target-latency FBNet-A``).
+``REPORT_DIR`` holds ``plan.json`` (what is trained, fixed on the first call), ``runs/NNN-<digest>/`` (one
+resumable training each; see `hwnas.judge.standalone`), ``report.csv`` (one row per network),
+``comparisons.csv`` (one row per comparison at equal latency, with its interval), ``report.json`` (both, and
+the settings) and the chart.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +34,16 @@ from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback
 from hwnas.search.results import TRAINING_RUN, SearchRecord, expand_search_dirs, latency_column, load_search
 from hwnas.search.runner import reference_latency
-from hwnas.search.standalone import Recipe, job, saved_plan, share, train_standalone
+from hwnas.judge.equal_latency import comparisons, random_entries
+from hwnas.judge.standalone import Recipe, job, saved_plan, share, train_standalone
 from hwnas.space import REFERENCES, SearchSpace, find_reference, space_from_description
 from hwnas.space.cost import arch_cost
 from hwnas.tables import LookupTable
 
 PLAN, REPORT_CSV, REPORT_JSON, RUNS = "plan.json", "report.csv", "report.json", "runs"
+COMPARISONS_CSV = "comparisons.csv"
+COMPARISON_COLUMNS = ["found", "against", "against_name", "found_acc", "against_acc", "difference", "se", "low", "high",
+                      "beats_random", "verdict", "sd_one_training", "df"]
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Report:
     labels: list[str]
     measured: str | None
     config: dict
+    comparisons: list[dict] = field(default_factory=list)
 
 
 def searched_data(record: SearchRecord) -> dict[str, Any]:
@@ -53,7 +62,11 @@ def searched_data(record: SearchRecord) -> dict[str, Any]:
     from hwnas.training.trained import data_settings
 
     evaluator = record.config.get("evaluator") or {}
-    run_dir = evaluator.get("run_dir") if isinstance(evaluator, dict) else None
+    rescorer = (record.config.get("rescore") or {}).get("evaluator") or {}
+    # a supernet scored the candidates, or re-scored a predictor's best, or taught the predictor
+    run_dir = next((d.get(key) for d, key in ((evaluator, "run_dir"), (rescorer, "run_dir"),
+                                               (evaluator.get("fitted_on") or {}, "supernet"))
+                    if isinstance(d, dict) and d.get(key)), None) if isinstance(evaluator, dict) else None
     if run_dir is None and (record.path / TRAINING_RUN).is_dir():
         run_dir = record.path / TRAINING_RUN
     stored = read_run(run_dir) if run_dir is not None and Path(run_dir).is_dir() else None
@@ -91,11 +104,17 @@ def _space_and_arch(entry: dict, space: SearchSpace) -> tuple[SearchSpace, Any]:
 
 
 def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str | Path, *, references: bool = True,
-                    measured: bool = False, data_root: str | None = None, seeds: int = 1,
-                    reuse: Sequence[str | Path] = (), on_progress: ProgressCallback | None = None) -> Report | None:
+                    measured: bool = False, data_root: str | None = None, seeds: int = 1, random: int = 8,
+                    band: float = 0.05, reuse: Sequence[str | Path] = (),
+                    on_progress: ProgressCallback | None = None) -> Report | None:
     """Train and report (see the module docstring); under torchrun every process calls this and trains its
-    share, and the report is returned on rank 0 (None elsewhere). ``seeds`` and ``reuse`` as in
-    `hwnas.search.rank.rank_supernet`."""
+    share, and the report is returned on rank 0 (None elsewhere). ``random`` architectures within ``band`` of
+    each found one's table latency are trained beside it (`hwnas.judge.equal_latency`); ``seeds`` and ``reuse``
+    as in `hwnas.judge.rank.rank_supernet`."""
+    if not isinstance(random, int) or random < 0:
+        raise ConfigError(f"random architectures per found one must be an integer >= 0, but got random={random!r}")
+    if not 0 < band < 1:
+        raise ConfigError(f"the latency band must lie in (0, 1), but got band={band}")
     records = [load_search(p) for p in expand_search_dirs(searches)]
     if not records:
         raise ConfigError("a report needs at least one search directory, but got none")
@@ -113,28 +132,40 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
     if measured and tables[0] is None:
         raise ConfigError(f"--measured times the networks on the first table's device, but the table of search "
                           f"{records[0].path} is gone ({records[0].config['tables'][0].get('path')})")
+    if random and tables[0] is None:
+        raise ConfigError(f"random architectures of equal latency are drawn by the first table, but the table of "
+                          f"search {records[0].path} is gone ({records[0].config['tables'][0].get('path')}); give "
+                          f"--random 0")
     path = check_output_dir(output, "a report directory")
     config = {"searches": [str(r.path.resolve()) for r in records], "data": data, "recipe": recipe.settings(),
-              "references": references, **({"seeds": seeds} if seeds > 1 else {})}
+              "references": references, **({"seeds": seeds} if seeds > 1 else {}),
+              **({"random": random, "band": band} if random else {})}
+
+    def plan() -> list[dict]:
+        entries = plan_entries(records, references)
+        found = [e for e in entries if e["kind"] == "found"]
+        return [*found, *(random_entries(found, spaces, tables[0], random, band, recipe.seed) if random else []),
+                *(e for e in entries if e["kind"] != "found")]
+
     for entry in plan_entries(records, references):  # bad settings: before any work
         recipe.run_config(entry["space"], entry["arch"], data)
     with job() as (rank, world):
         if rank == 0:
             path.mkdir(parents=True, exist_ok=True)
         with dir_lock(path, "report directory") if rank == 0 else nullcontext():
-            plan = share(world, saved_plan(path / PLAN, "hwnas-report-plan", config,
-                                           lambda: plan_entries(records, references)) if rank == 0 else None)
-            trained = train_standalone([(e["space"], e["arch"]) for e in plan], recipe, data, path / RUNS,
+            entries = share(world, saved_plan(path / PLAN, "hwnas-report-plan", config, plan) if rank == 0 else None)
+            trained = train_standalone([(e["space"], e["arch"]) for e in entries], recipe, data, path / RUNS,
                                        seeds=seeds, on_progress=on_progress, rank=rank, world=world,
                                        reuse=[Path(f) / RUNS for f in reuse])
             if rank != 0:
                 return None
             rows = []
-            for entry, done in zip(plan, trained):
+            for entry, done in zip(entries, trained):
                 space, arch = _space_and_arch(entry, spaces[entry["space"]])
                 cost = arch_cost(space, arch)
                 row = {"kind": entry["kind"], "name": entry["name"], "arch": str(arch), "test_acc": done.test_acc,
-                       "val_acc": done.val_acc, **({"test_acc_sd": done.test_acc_sd} if seeds > 1 else {})}
+                       "val_acc": done.val_acc, **({"test_acc_sd": done.test_acc_sd} if seeds > 1 else {}),
+                       **({"near": entry.get("near")} if random else {})}
                 row.update({latency_column(label): math.nan if table is None else reference_latency(table, space, arch)
                             for label, table in zip(labels, tables)})
                 row.update({"macs": cost.macs, "params": cost.params, "run": str(done.run_dir.relative_to(path))})
@@ -143,12 +174,29 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
             column = None
             if measured:
                 column = f"measured_ms[{labels[0]}]"
-                frame[column] = _measure(tables[0], plan, spaces, on_progress)
+                frame[column] = _measure(tables[0], entries, spaces, on_progress)
+            compared = comparisons(rows, {e["name"]: d.test_accs for e, d in zip(entries, trained)},
+                                   _targets(records), _reference_ms(rows, labels[0]), seeds)
             write_atomic(path / REPORT_CSV, frame.to_csv(index=False))
-            write_atomic(path / REPORT_JSON, dump_json({"kind": "hwnas-report", "version": 1, "hwnas": __version__,
-                                                        **config, "tables": labels, "rows": rows}, nan_as_null=True,
-                                                       indent=2) + "\n")
-            return Report(path, frame, labels, column, config)
+            write_atomic(path / COMPARISONS_CSV, pd.DataFrame(compared, columns=COMPARISON_COLUMNS).to_csv(index=False))
+            write_atomic(path / REPORT_JSON, dump_json({"kind": "hwnas-report", "version": 2, "hwnas": __version__,
+                                                        **config, "tables": labels, "rows": rows,
+                                                        "comparisons": compared}, nan_as_null=True, indent=2) + "\n")
+            return Report(path, frame, labels, column, config, compared)
+
+
+def _targets(records: Sequence[SearchRecord]) -> dict[str, list[float]]:
+    """The targets (ms) of the searches behind each found entry, by the entry's name: the names of the searches
+    that returned the same architecture, joined (as `plan_entries` names it)."""
+    found: dict[tuple[str, str], list[SearchRecord]] = {}
+    for record in records:
+        if record.best is not None:
+            found.setdefault((record.config["space"]["space"], record.best["arch"]), []).append(record)
+    return {", ".join(r.name for r in group): [r.target_ms for r in group] for group in found.values()}
+
+
+def _reference_ms(rows: list[dict], label: str) -> dict[str, float]:
+    return {r["name"]: float(r[latency_column(label)]) for r in rows if r["kind"] == "reference"}
 
 
 def _measure(table: LookupTable, plan: list[dict], spaces: dict[str, SearchSpace],

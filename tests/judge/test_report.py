@@ -10,7 +10,8 @@ from hwnas.space import REFERENCES
 from hwnas.testing import synthetic_table
 from cli_helpers import run, one_line_error as _one_line_error
 
-RECIPE = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1"]
+RECIPE = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1",
+          "--random", "0"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,6 +61,48 @@ def test_report_retrains_found_architectures_beside_the_references(searches, tmp
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")} == stamps, "nothing retrained"
     _one_line_error(run("report", sweep, *RECIPE, "--no-references", "-o", out),
                     "holds the work of another configuration")
+    assert (out / "comparisons.csv").read_text().startswith("found,against,"), "an empty table: nothing compared"
+
+
+def test_report_compares_at_equal_latency(searches, tmp_path):
+    """--random K trains K random architectures of each found one's table latency; a search at a reference's
+    latency (--target-latency SPOS) is compared with that reference; with two seeds every difference has an
+    interval from the pooled sd of one training."""
+    work, supernet, table, sweep = searches
+    at_ref = tmp_path / "at-spos"
+    done = run("search", "--space", "spos", "--table", table.path, "--target-latency", "SPOS", "--supernet", supernet,
+               "--strategy", "random", "--samples", 6, "-o", at_ref)
+    assert done.exit_code == 0, done.output
+    from hwnas.space import find_reference
+    from hwnas.search.runner import reference_latency
+    from hwnas.training.trained import load_supernet
+    space = load_supernet(supernet)[0].space
+    spos = find_reference("SPOS")
+    spos_ms = reference_latency(table, space, space.validate(spos.arch))
+    assert json.loads((at_ref / "config.json").read_text())["target_latency_ms"] == pytest.approx(spos_ms)
+    recipe = [a for a in RECIPE if a not in ("--random", "0")]
+    out = tmp_path / "report"
+    result = run("report", at_ref, *recipe, "--random", 2, "--band", 0.2, "--seeds", 2, "-o", out, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    frame = pd.read_csv(out / "report.csv")
+    found = frame[frame["kind"] == "found"].iloc[0]
+    near = frame[frame["kind"] == "random"]
+    assert len(near) == 2 and (near["near"] == found["name"]).all()
+    assert near["latency_ms[synthetic]"].between(0.8 * found["latency_ms[synthetic]"],
+                                                 1.2 * found["latency_ms[synthetic]"]).all()
+    compared = pd.read_csv(out / "comparisons.csv")
+    assert compared["against"].tolist()[0] == "best of 2 random at equal latency"
+    assert "SPOS (searched at its latency)" in compared["against"].tolist()
+    first = compared.iloc[0]
+    best_random = near["test_acc"].max()
+    assert first["difference"] == pytest.approx(found["test_acc"] - best_random)
+    assert first["low"] <= first["difference"] <= first["high"] and first["df"] == len(frame)
+    assert data["comparisons"][0]["verdict"].split(" ")[0] in ("beats", "loses", "not")
+    assert (out / "report.png").stat().st_size > 10_000
+    one_seed = run("report", at_ref, *recipe, "--random", 2, "--band", 0.2, "-o", tmp_path / "one", "--format", "json")
+    assert one_seed.exit_code == 0, one_seed.output
+    assert json.loads(one_seed.output)["comparisons"][0]["verdict"].startswith("no interval: one training each")
 
 
 def test_report_without_references(searches, tmp_path):

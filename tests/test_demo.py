@@ -17,7 +17,8 @@ from hwnas.profiler.protocol import Protocol
 from hwnas.tables import LookupTable
 
 TINY = ["--space", "spos", "--width", "0.25", "--resolution", "8", "--device", "cpu", "--epochs", "1",
-        "--steps-per-epoch", "3", "--population", "4", "--generations", "2", "--threads", "1"]
+        "--steps-per-epoch", "3", "--population", "4", "--generations", "2", "--predictor-samples", "20",
+        "--rescore", "2", "--threads", "1"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,9 +45,11 @@ def check_outputs(out, result, dataset):
         assert len(candidates) >= 8 and candidates["feasible"].all()
         target = json.loads((search / "config.json").read_text())["target_latency_ms"]
         assert stored["latency_ms"]["cpu"] <= target
-        best.append((target, stored["accuracy"]))
+        best.append((target, stored["rescored_accuracy"]))
+        assert (candidates["estimator"] == "predictor, supernet").sum() >= 2, "each target's best re-scored"
     assert [acc for _, acc in sorted(best)] == sorted(acc for _, acc in best), "never worse as the target loosens"
     assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "predictor.json").read_text())["fitted_on"]["samples"] == 20
     assert f"data: {dataset}" in result.output and "hwnas plot " in result.output
     assert "measured_ms" in result.output and "total" in result.output
 

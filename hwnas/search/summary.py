@@ -41,12 +41,33 @@ def summary_row(result: SearchResult) -> dict[str, Any]:
         score = {id(c): c.accuracy for c in top}
         row["scored_by"] = best.estimator
     runner_up = top[1] if len(top) > 1 and score[id(top[1])] is not None else None
+    row["ahead_of"] = ahead_of(result, samples)
     se = standard_error(score[id(best)], samples) if best.estimator == "supernet" or best.rescored is not None else None
     row.update({"best_accuracy": round(score[id(best)], 2), "se": None if se is None else round(se, 2),
                 "lead": round(score[id(best)] - score[id(runner_up)], 2) if runner_up is not None else None,
                 **{latency_column(label): round(ms, 4) for label, ms in zip(result.labels, best.latency_ms)},
                 "macs": best.macs, "params": best.params, "arch": str(best.arch)})
     return row
+
+
+def ahead_of(result: SearchResult, samples: int | None, runners_up: int = 4) -> str | None:
+    """How the returned architecture compares with its runners-up: of the next ``runners_up`` (the other
+    re-scored ones in a predictor-driven search), how many it leads by more than two standard errors of the
+    difference; None without a standard error (a predictor's estimate has none)."""
+    top = ranked(result.candidates)
+    if not top or not samples:
+        return None
+    rescored = top[0].rescored is not None
+    if not rescored and top[0].estimator != "supernet":
+        return None
+    others = [c for c in top[1:] if (c.rescored is not None) == rescored][:runners_up]
+    if not others:
+        return None
+    value = (lambda c: c.rescored) if rescored else (lambda c: c.accuracy)
+    best = value(top[0])
+    se_best = standard_error(best, samples) or 0.0
+    clear = sum(best - value(c) > 2 * math.hypot(se_best, standard_error(value(c), samples) or 0.0) for c in others)
+    return f"{clear} of {len(others)} by > 2 SE"
 
 
 def noise_note(row: dict[str, Any], samples: int | None) -> str | None:

@@ -25,7 +25,7 @@ import numpy as np
 from hwnas.profiler.protocol import Protocol
 from hwnas.profiler.session import check_same_device, table_device
 from hwnas.profiler.validate import measure_archs_against_reference
-from hwnas.search import make_strategy, run_search
+from hwnas.search import STRATEGIES, run_search
 from hwnas.tables import LookupTable
 from hwnas.training import open_evaluator
 from hwnas.training.trained import warm_start
@@ -61,11 +61,11 @@ def main() -> None:
     for target in targets:
         for name in ("evolution", "differentiable"):
             if name == "evolution":
-                strategy = make_strategy("evolution", population=args.population, generations=args.generations,
+                strategy = STRATEGIES.create("evolution", population=args.population, generations=args.generations,
                                          parents=max(2, args.population // 4))
                 extra = dict(evaluator=evaluator)
             else:
-                strategy = make_strategy("differentiable", epochs=args.diff_epochs, warmup_epochs=0,
+                strategy = STRATEGIES.create("differentiable", epochs=args.diff_epochs, warmup_epochs=0,
                                          steps_per_epoch=args.diff_steps)
                 extra = dict(evaluator=None, training=training)
             start = time.perf_counter()

@@ -40,7 +40,7 @@ from hwnas.profiler.protocol import Protocol
 from hwnas.profiler.validate import measure_archs
 from hwnas.progress import ProgressCallback
 from hwnas.judge.fit import FEWEST, fit_predictor
-from hwnas.search import load_search, make_strategy, run_sweep
+from hwnas.search import STRATEGIES, load_search, run_sweep
 from hwnas.search.predictor import PredictorEvaluator
 from hwnas.search.runner import Rescore
 from hwnas.search.pareto import chart_data
@@ -116,7 +116,7 @@ def check(out: Path, settings: DemoSettings) -> _Plan:
     which data the demo trains on."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"the demo's output must be a directory, but {out} is a file")
-    make_strategy("evolution", population=settings.population, generations=settings.generations,
+    STRATEGIES.create("evolution", population=settings.population, generations=settings.generations,
                   parents=min(settings.parents, settings.population))
     Rescore(_NoEvaluator(), settings.rescore)
     if settings.predictor_samples < FEWEST:
@@ -188,7 +188,7 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
     seconds["predictor"] = time.perf_counter() - start
     start = time.perf_counter()
     rescorer = open_evaluator(run_dir, space=space, bn_batches=settings.bn_batches, device="cpu")
-    strategy = make_strategy("evolution", population=settings.population, generations=settings.generations,
+    strategy = STRATEGIES.create("evolution", population=settings.population, generations=settings.generations,
                              parents=min(settings.parents, settings.population))
     results = run_sweep(strategy, targets_ms=targets, space=space, tables=[table], output=search_dir,
                         evaluator=PredictorEvaluator(fitted.predictor), rescore=Rescore(rescorer, settings.rescore),

@@ -11,6 +11,7 @@ from hwnas.cli.options import BATCH, FRACTION, POSITIVE, SEED, WIDTH, Number, de
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
+from hwnas.training.config import RunConfig
 
 
 def _search_space(space_name: str, profile: str | None, width: float | None, table):
@@ -55,7 +56,9 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
 @click.option("--bn-batches", type=POSITIVE, default=None, help="Training batches that recalibrate BN per candidate.")
 @click.option("--val-batches", type=POSITIVE, default=None, help="Validation batches per candidate (default: all).")
-@click.option("--batch-size", type=BATCH, default=None, help="Batch size of recalibration and validation.")
+@click.option("--batch-size", type=BATCH, default=None,
+              help="Batch size of recalibration and validation (differentiable: of training too, default "
+                   f"{default_of(RunConfig, 'batch_size')}).")
 @click.option("--eval-device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where candidates are evaluated (default: cuda when available).")
 @threads_option
@@ -80,7 +83,9 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--hc-weight", type=Number(float, 0), default=None, help=f"differentiable: w of the squared loss (default {default_of(DifferentiableSearch, 'hc_weight')}).")
 @click.option("--beta", type=Number(float, 0), default=None, help=f"differentiable: beta of the proxyless loss (default {default_of(DifferentiableSearch, 'beta')}).")
 @click.option("--arch-lr", type=Number(float, 0, low_open=True), default=None, help=f"differentiable: SGD lr of alpha (default {default_of(DifferentiableSearch, 'arch_lr')}).")
-@click.option("--lr", type=Number(float, 0, low_open=True), default=None, help=f"differentiable: SGD lr of the weights (default {default_of(DifferentiableSearch, 'lr')}).")
+@click.option("--lr", type=Number(float, 0, low_open=True), default=None,
+              help=f"differentiable: initial learning rate of the weights (default {default_of(RunConfig, 'lr')}, as "
+                   f"`hwnas train`).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--references/--no-references", default=True, show_default=True,
               help="Place the space's reference architectures beside the candidates.")
@@ -103,7 +108,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     it resumes), and records its final architecture.
     """
     from hwnas.errors import ConfigError
-    from hwnas.search import Constraint, check_table, make_strategy, parse_count, run_search, run_sweep
+    from hwnas.search import STRATEGIES, Constraint, check_table, parse_count, run_search, run_sweep
     from hwnas.search.predictor import Predictor, PredictorEvaluator
     from hwnas.search.runner import Rescore, parse_targets
     from hwnas.search.summary import noise_note, summary_row
@@ -116,11 +121,16 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
                                   ("parents", parents), ("mutation_prob", mutation_prob), ("crossover", crossover),
                                   ("patience", patience), ("epochs", epochs), ("warmup_epochs", warmup_epochs),
-                                  ("steps_per_epoch", steps_per_epoch), ("sampling", sampling), ("hw_loss", hw_loss),
-                                  ("hc_weight", hc_weight), ("beta", beta), ("arch_lr", arch_lr), ("lr", lr),
-                                  ("batch_size", batch_size if strategy_name == "differentiable" else None))
+                                  ("sampling", sampling), ("hw_loss", hw_loss), ("hc_weight", hc_weight),
+                                  ("beta", beta), ("arch_lr", arch_lr))
                 if v is not None}
-    strategy = make_strategy(strategy_name, **settings)
+    strategy = STRATEGIES.create(strategy_name, **settings)
+    # how a differentiable search trains its weights: a RunConfig's settings, with RunConfig's defaults
+    weights = {k: v for k, v in (("steps_per_epoch", steps_per_epoch), ("lr", lr), ("batch_size", batch_size))
+               if v is not None} if strategy_name == "differentiable" else {}
+    if strategy_name != "differentiable" and (steps_per_epoch is not None or lr is not None):
+        raise ConfigError(f"--{'steps-per-epoch' if steps_per_epoch is not None else 'lr'} sets how a differentiable "
+                          f"search trains its supernet, but got --strategy {strategy_name}")
     if predictor_path is not None and not strategy.needs_evaluator:
         raise ConfigError(f"--predictor scores the candidates of random and evolution search, but strategy "
                           f"{strategy_name!r} trains its own supernet")
@@ -144,7 +154,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     configure(threads)
     evaluator, training, rescorer = None, None, None
     if strategy_name == "differentiable":
-        training = _differentiable_training(space, run_dir, dataset, data_root, download, eval_device)
+        training = _differentiable_training(space, run_dir, dataset, data_root, download, eval_device, weights)
     elif run_dir is not None and needs_supernet:
         evaluator = open_evaluator(run_dir, space=space, dataset=dataset, data_root=data_root, download=download,
                                    bn_batches=bn_batches, val_batches=val_batches, batch_size=batch_size,
@@ -273,9 +283,17 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output,
                         "weights": weights, "onnx_max_abs_diff": result.onnx_max_abs_diff}], fmt))
 
 
-def _differentiable_training(space, run_dir, dataset, data_root, download, device) -> dict:
-    """The `RunConfig` settings of a differentiable search's training run: warm-started from RUN_DIR (its
-    weights, its data and its own validation split), or fresh on ``dataset`` at the table's input size."""
+def _differentiable_training(space, run_dir, dataset, data_root, download, device, weights: dict):
+    """The `RunConfig` a differentiable search's training run starts from: warm-started from RUN_DIR (its
+    weights, its data and its own validation split), or fresh on ``dataset`` at the table's input size; how
+    the weights train (``weights``: --steps-per-epoch, --lr, --batch-size) with RunConfig's defaults."""
+    from hwnas.training import RunConfig
+
+    return RunConfig(space=space.name, **_differentiable_data(space, run_dir, dataset, data_root, download, device),
+                     **weights)
+
+
+def _differentiable_data(space, run_dir, dataset, data_root, download, device) -> dict:
     import torch
 
     from hwnas.errors import ConfigError

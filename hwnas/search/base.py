@@ -25,6 +25,7 @@ from hwnas.search.constraints import Constraint, format_ms
 from hwnas.space import Architecture, SearchSpace, as_architecture
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
+from hwnas.training.config import RunConfig
 
 #: draws per vectorised batch of rejection sampling; fixed, so that a seed gives the same draws everywhere
 SAMPLE_BATCH = 1024
@@ -72,16 +73,16 @@ class SearchContext:
     record of every evaluated candidate.
 
     ``tables`` are the tables whose latency is reported for every candidate; the constraint's table is
-    always the first of them. ``training`` holds the `RunConfig` settings (data, split, warm start) of a
-    strategy that trains (the differentiable one), and ``work_dir`` the directory it may keep its training
-    run in (None: a temporary one); random and evolution only need the evaluator. ``on_step(context)`` is
+    always the first of them. ``training`` is the `RunConfig` a strategy that trains (the differentiable one)
+    starts from (data, split, warm start, how the weights are trained), and ``work_dir`` the directory it may
+    keep its training run in (None: a temporary one); random and evolution only need the evaluator. ``on_step(context)`` is
     called by `step` after each generation (the search runner saves its state there); ``on_progress``
     gets a `hwnas.progress.Progress` (task ``task``) after `begin`, after every recorded candidate and
     after every step.
     """
 
     def __init__(self, space: SearchSpace, constraint: Constraint, evaluator: Evaluator | None, *, seed: int = 0,
-                 tables: Sequence[LookupTable] = (), training: dict[str, Any] | None = None,
+                 tables: Sequence[LookupTable] = (), training: RunConfig | None = None,
                  work_dir: Path | None = None, on_step: Callable[[SearchContext], None] | None = None,
                  on_progress: ProgressCallback | None = None, task: str = "search"):
         self.space, self.constraint, self.evaluator = space, constraint, evaluator
@@ -89,7 +90,7 @@ class SearchContext:
         self.rng = random.Random(seed)
         others = [t for t in tables if t is not constraint.table]
         self.tables: list[LookupTable] = [constraint.table, *others]
-        self.training, self.work_dir = dict(training or {}), work_dir
+        self.training, self.work_dir = training, work_dir
         self.on_step, self.on_progress, self.task = on_step, on_progress, task
         self.candidates: list[Candidate] = []
         #: what scores the candidates: the evaluator's kind (``supernet``, ``predictor``, ...)
@@ -266,17 +267,6 @@ def register_strategy(name: str) -> Callable[[type[SearchStrategy]], type[Search
         return cls
 
     return decorator
-
-
-def make_strategy(name: str, **settings: Any) -> SearchStrategy:
-    """The strategy registered as ``name`` with ``settings``; an unknown setting names the known ones."""
-    cls = STRATEGIES.get(name)
-    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise ConfigError(f"strategy {name!r} takes settings {', '.join(known) or '(none)'}, but got "
-                          f"{', '.join(unknown)}")
-    return cls(**settings)
 
 
 def check_ints(settings: Any, **minimums: int) -> None:

@@ -13,7 +13,7 @@ run it trained (inherited weights, BN recalibrated, the run's own validation spl
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,46 +34,31 @@ RUN_DIR = TRAINING_RUN
 @dataclass(frozen=True, kw_only=True)
 class DifferentiableSearch(ArchitectureSettings, SearchStrategy):
     """Joint training of supernet weights and α (needs training data, not an evaluator); the α settings
-    are `ArchitectureSettings`'.
+    are `ArchitectureSettings`'. How the weights are trained (batch size, learning rate, steps per epoch, ...)
+    is the context's training `RunConfig` (``run_search(training=...)``), with `RunConfig`'s defaults: one set of
+    training settings for every run hwnas trains.
 
     Attributes:
         epochs: epochs of joint training (after ``warmup_epochs`` of weights only).
-        steps_per_epoch: batches per epoch (0: the whole training split).
-        lr, momentum, weight_decay: SGD on the supernet's weights (cosine schedule over all epochs).
-        batch_size: training batch (the validation batches of α's steps too).
     """
 
     epochs: int = 10
-    steps_per_epoch: int = 0
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    batch_size: int = 64
 
     needs_evaluator = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_ints(self, epochs=1, steps_per_epoch=0, batch_size=1)
-        for name in ("lr",):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, but got {name}={getattr(self, name)}")
-        for name in ("weight_decay", "momentum"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, but got {name}={getattr(self, name)}")
+        check_ints(self, epochs=1)
 
     def run_config(self, context: SearchContext) -> RunConfig:
-        """The training run of this search: the strategy's settings, the context's data and seed."""
-        if not context.training.get("dataset"):
-            raise ConfigError("differentiable search trains a supernet and needs its data "
+        """The training run of this search: the context's training settings and data, this strategy's settings
+        and target, the context's seed."""
+        if context.training is None:
+            raise ConfigError("differentiable search trains a supernet and needs its data and training settings "
                               "(--dataset; --supernet RUN_DIR warm-starts it)")
-        return RunConfig(space=context.space.name, strategy="differentiable",
-                         strategy_settings=target_settings(context.constraint.table, context.constraint.target_ms,
-                                                           self),
-                         epochs=self.warmup_epochs + self.epochs, steps_per_epoch=self.steps_per_epoch,
-                         batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                         weight_decay=self.weight_decay, label_smoothing=0.0, eval_paths=0, seed=context.seed,
-                         **context.training)
+        return replace(context.training, space=context.space.name, strategy="differentiable", arch=None,
+                       strategy_settings=target_settings(context.constraint.table, context.constraint.target_ms, self),
+                       epochs=self.warmup_epochs + self.epochs, eval_paths=0, seed=context.seed)
 
     def run(self, context: SearchContext) -> None:
         config = self.run_config(context)

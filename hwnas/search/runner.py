@@ -30,6 +30,7 @@ from hwnas.search.results import SearchWriter, latency_column, search_config, ta
 from hwnas.space import REFERENCES, SearchSpace, arch_cost
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
+from hwnas.training.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ class SearchResult:
 def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
                evaluator: Evaluator | None, max_macs: float | None = None, max_params: float | None = None,
                seed: int = 0, output: str | Path | None = None, force: bool = False, references: bool = True,
-               training: dict[str, Any] | None = None, on_progress: ProgressCallback | None = None,
+               training: RunConfig | None = None, on_progress: ProgressCallback | None = None,
                extra_config: dict | None = None, rescore: Rescore | None = None) -> SearchResult:
     """Search ``space`` under ``target_ms`` on ``tables[0]`` (and the optional bounds); report every table.
 
     With ``output`` the search directory is written (see `hwnas.search.results`) and an interrupted
-    search with the same configuration resumes from its saved state. ``training`` holds the data settings
-    of a strategy that trains (see `SearchContext`). With ``rescore`` the best candidates by ``evaluator`` are
+    search with the same configuration resumes from its saved state. ``training`` is the `RunConfig` a
+    strategy that trains starts from (see `SearchContext`). With ``rescore`` the best candidates by ``evaluator`` are
     scored again (`Rescore`) and the best of them is returned. Under ``torchrun`` only rank 0 writes.
     """
     if not tables:
@@ -119,7 +120,7 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
 
 def _search(strategy: SearchStrategy, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
             evaluator: Evaluator | None, constraint: Constraint, labels: list[str], config: dict, seed: int,
-            output: str | Path | None, writer: SearchWriter | None, references: bool, training: dict[str, Any] | None,
+            output: str | Path | None, writer: SearchWriter | None, references: bool, training: RunConfig | None,
             on_progress: ProgressCallback | None, rescore: Rescore | None) -> SearchResult:
     before = evaluator.evaluations if evaluator is not None else 0
 

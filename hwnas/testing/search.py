@@ -31,17 +31,18 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.search import SearchResult, load_search, make_strategy, run_search
+from hwnas.search import STRATEGIES, SearchResult, load_search, run_search
 from hwnas.space import SearchSpace, get_space
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
 from hwnas.testing.standins import SyntheticEvaluator, synthetic_table
+from hwnas.training.config import RunConfig
 
 #: settings with which each registered strategy finishes in a few seconds on `search_problem`
 FAST_SETTINGS: dict[str, dict[str, Any]] = {
     "random": {"samples": 40, "chunk": 16},
     "evolution": {"population": 12, "generations": 4, "parents": 4},
-    "differentiable": {"epochs": 1, "warmup_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
+    "differentiable": {"epochs": 1, "warmup_epochs": 1},
 }
 
 
@@ -55,7 +56,7 @@ class SearchProblem:
     table: LookupTable
     phone_table: LookupTable
     median_ms: float
-    training: dict[str, Any]
+    training: RunConfig
 
 
 def search_problem(work_dir: str | Path, *, width: float = 0.5, resolution: int = 16) -> SearchProblem:
@@ -67,8 +68,9 @@ def search_problem(work_dir: str | Path, *, width: float = 0.5, resolution: int 
     phone = synthetic_table(space, device="phone", ms_per_mmac=0.05, overhead_ms=0.02, path=work_dir / "phone.jsonl")
     rng = random.Random(123)
     indices = np.array([space.indices(space.sample(rng)) for _ in range(2000)])
-    training = {"dataset": "synthetic", "synthetic_size": 16, "synthetic_like": space.profile.name,
-                "resolution": space.profile.resolution, "width": space.config["width"]}
+    training = RunConfig(space=space.name, dataset="synthetic", synthetic_size=16, synthetic_like=space.profile.name,
+                         resolution=space.profile.resolution, width=space.config["width"], steps_per_epoch=1,
+                         batch_size=4)
     return SearchProblem(space, table, phone, float(np.median(table.predict_indices(indices))), training)
 
 
@@ -82,7 +84,7 @@ def search(name: str, problem: SearchProblem, *, settings: dict[str, Any] | None
            tables: list[LookupTable] | None = None, seed: int = 0, evaluator: Evaluator | None = None,
            **kwargs: Any) -> SearchResult:
     """One search of ``problem`` by strategy ``name`` (default target: the median latency)."""
-    strategy = make_strategy(name, **(fast_settings(name) if settings is None else settings))
+    strategy = STRATEGIES.create(name, **(fast_settings(name) if settings is None else settings))
     return run_search(strategy, space=problem.space, tables=tables or [problem.table],
                       target_ms=problem.median_ms if target_ms is None else target_ms, seed=seed,
                       evaluator=evaluator if evaluator is not None else SyntheticEvaluator(problem.space),
@@ -175,11 +177,11 @@ def check_unreachable_target(name: str, problem: SearchProblem, *, settings: dic
 
 
 def check_settings(name: str, settings: dict[str, Any] | None = None) -> None:
-    strategy = make_strategy(name, **(fast_settings(name) if settings is None else settings))
+    strategy = STRATEGIES.create(name, **(fast_settings(name) if settings is None else settings))
     assert json.loads(json.dumps(strategy.settings())) == strategy.settings(), \
         f"search strategy {name!r} must have JSON-serialisable settings, but has {strategy.settings()}"
     try:
-        make_strategy(name, bogus=1)
+        STRATEGIES.create(name, bogus=1)
     except ConfigError as error:
         assert "but got bogus" in str(error), \
             f"search strategy {name!r} must name the refused setting, but said {str(error)!r}"

@@ -127,6 +127,21 @@ class ArchitectureSettings:
         return self.temperature * decay ** max(0, epoch - self.warmup_epochs)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DifferentiableSettings(ArchitectureSettings):
+    """The settings of a differentiable run: what it searches for (the lookup table file, its digest, which
+    must not change while the run lasts, and the target latency) and how α is trained."""
+
+    table: str
+    table_digest: str
+    target_ms: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.target_ms > 0:
+            raise ConfigError(f"a target latency must be > 0, but got target_ms={self.target_ms}")
+
+
 def target_settings(table: LookupTable, target_ms: float, settings: ArchitectureSettings) -> dict[str, Any]:
     """`RunConfig.strategy_settings` of a differentiable run for ``target_ms`` on ``table`` (a file)."""
     require(table.path is not None, "a differentiable run needs its lookup table as a file, but got an in-memory table")
@@ -138,6 +153,7 @@ def target_settings(table: LookupTable, target_ms: float, settings: Architecture
 class DifferentiableTraining(Strategy):
     """Joint training of supernet weights and architecture parameters α (see the module docstring)."""
 
+    Settings = DifferentiableSettings
     metric_names = ("expected_latency_ms", "argmax_latency_ms", "temperature")
     #: the task loss of α's step, on a validation batch (the hardware loss is added to it)
     validation_loss = staticmethod(F.cross_entropy)
@@ -145,11 +161,9 @@ class DifferentiableTraining(Strategy):
     def __init__(self, space: SearchSpace, config: RunConfig, loaders: Loaders):
         super().__init__(space, config, loaders)
         self.validation_archs = []  # the current argmax is what is validated
-        settings = dict(config.strategy_settings)
-        self.table = _load_table(settings)
+        self.table = _load_table(self.settings)
         self.table.check_built_for(space)
-        self.target_ms = float(settings["target_ms"])
-        self.settings = ArchitectureSettings(**{k: v for k, v in settings.items() if k not in TARGET_SETTINGS})
+        self.target_ms = float(self.settings.target_ms)
         self.epochs = config.epochs
         self.alphas = [torch.zeros(n, requires_grad=True) for n in space.num_ops]
         s = self.settings
@@ -160,18 +174,15 @@ class DifferentiableTraining(Strategy):
         self.temperature, self.joint = s.temperature, False
 
     @classmethod
-    def check_settings(cls, settings: dict[str, Any]) -> None:
+    def settings_of(cls, settings: dict[str, Any]) -> DifferentiableSettings:
         missing = [k for k in TARGET_SETTINGS if k not in settings]
         require(not missing, f"training strategy 'differentiable' needs a lookup table and a target latency "
                 f"(settings {', '.join(missing)} are missing); run it with `hwnas search --strategy differentiable`")
-        known = set(TARGET_SETTINGS) | {f.name for f in fields(ArchitectureSettings)}
-        unknown = sorted(set(settings) - known)
-        require(not unknown, f"training strategy 'differentiable' takes settings {', '.join(sorted(known))}, but "
-                f"got {', '.join(unknown)}")
-        if not float(settings["target_ms"]) > 0:
-            raise ConfigError(f"a target latency must be > 0, but got target_ms={settings['target_ms']}")
-        ArchitectureSettings(**{k: v for k, v in settings.items() if k not in TARGET_SETTINGS})
-        _load_table(settings)
+        return super().settings_of(settings)
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        _load_table(cls.settings_of(settings))
 
     @property
     def needs_calibration(self) -> bool:
@@ -253,11 +264,11 @@ class DifferentiableTraining(Strategy):
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
 
 
-def _load_table(settings: dict[str, Any]) -> LookupTable:
-    table = LookupTable.load(settings["table"])
-    if table.digest() != settings["table_digest"]:
-        raise ConfigError(f"the lookup table of a differentiable run must not change, but {settings['table']} differs "
+def _load_table(settings: DifferentiableSettings) -> LookupTable:
+    table = LookupTable.load(settings.table)
+    if table.digest() != settings.table_digest:
+        raise ConfigError(f"the lookup table of a differentiable run must not change, but {settings.table} differs "
                           f"from the table the run started with (digest {table.digest()} != "
-                          f"{settings['table_digest']})")
+                          f"{settings.table_digest})")
     return table
 

@@ -81,7 +81,7 @@ def build_space(config: RunConfig, profile: InputProfile) -> tuple[SearchSpace, 
 def build_strategy(config: RunConfig, space: SearchSpace, loaders: Loaders) -> Strategy:
     if config.arch is not None:
         return StandaloneTraining(space, config, loaders)
-    return STRATEGIES.get(config.strategy)(space, config, loaders)
+    return STRATEGIES.create(config.strategy, space, config, loaders)
 
 
 def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: ProgressCallback | None = None,

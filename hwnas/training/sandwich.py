@@ -21,14 +21,14 @@ of the space: compare it with uniform sampling at equal compute (`path_macs` giv
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from hwnas.errors import ConfigError, require
+from hwnas.errors import ConfigError
 from hwnas.space import SearchSpace
 from hwnas.space.cost import block_cost
 from hwnas.training.sampling import uniform_path
@@ -57,17 +57,6 @@ class SandwichSettings:
             raise ConfigError(f"random_paths must be an integer >= 0, but got random_paths={self.random_paths!r}")
         if not isinstance(self.distill, bool):
             raise ConfigError(f"distill must be true or false, but got distill={self.distill!r}")
-
-    @classmethod
-    def from_mapping(cls, settings: dict[str, Any]) -> SandwichSettings:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(settings) - set(known))
-        require(not unknown, f"training strategy 'sandwich' takes settings {', '.join(known)}, but got "
-                f"{', '.join(unknown)}")
-        return cls(**settings)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def op_costs(space: SearchSpace) -> list[list[tuple[int, int]]]:
@@ -103,12 +92,7 @@ class Sandwich(Strategy):
 
     def __init__(self, space: SearchSpace, config: RunConfig, loaders: Loaders):
         super().__init__(space, config, loaders)
-        self.settings = SandwichSettings.from_mapping(dict(config.strategy_settings))
         self.largest, self.smallest = extreme_paths(space)
-
-    @classmethod
-    def check_settings(cls, settings: dict[str, Any]) -> None:
-        SandwichSettings.from_mapping(dict(settings))
 
     def paths(self, step: int) -> list[list[int]]:
         """The paths of ``step``: largest, smallest, then the random ones (drawn from `path_rng`)."""

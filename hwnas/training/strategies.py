@@ -8,6 +8,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
@@ -17,7 +18,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from hwnas.errors import CheckpointError, require
-from hwnas.registry import Registry
+from hwnas.registry import Registry, typed
 from hwnas.space import Architecture, SearchSpace
 from hwnas.supernet.evaluate import accuracy, subnet_accuracy
 from hwnas.training.sampling import fair_paths, uniform_path
@@ -35,8 +36,17 @@ class StepResult(NamedTuple):
     seen: int
 
 
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a strategy that takes none."""
+
+
 class Strategy(ABC):
     """How one training step picks what it trains, and how a finished epoch is validated.
+
+    A strategy's own settings are the fields of its ``Settings`` dataclass: `RunConfig.strategy_settings`
+    holds them by name (as config.json stores them), and the strategy gets them typed as ``self.settings``
+    (`hwnas.registry.typed`: an unknown name or a value of the wrong type is refused in one line).
 
     A step must draw its randomness only from `path_rng(step)`: every rank then trains the same paths
     without communicating, and a resumed run repeats the paths of the run it continues. Strategies get
@@ -46,19 +56,27 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str]
+    #: the strategy's own settings (a dataclass; `NoSettings` for none)
+    Settings: ClassVar[type] = NoSettings
     #: names of the figures `metrics` reports after each epoch (extra columns of log.csv)
     metric_names: tuple[str, ...] = ()
 
     def __init__(self, space: SearchSpace, config: RunConfig, loaders: Loaders):
         self.space, self.seed = space, config.seed
+        self.settings = self.settings_of(config.strategy_settings)
         rng = random.Random(f"validation:{config.seed}")
         self.validation_archs = [space.sample(rng) for _ in range(config.eval_paths)]
 
     @classmethod
+    def settings_of(cls, settings: dict[str, Any]) -> Any:
+        """``RunConfig.strategy_settings`` as this strategy's typed `Settings`; unknown names and values of the
+        wrong type are refused in one line."""
+        return typed(cls.Settings, settings, f"training strategy {cls.name!r}")
+
+    @classmethod
     def check_settings(cls, settings: dict[str, Any]) -> None:
-        """Refuse ``RunConfig.strategy_settings`` this strategy does not take (these take none)."""
-        require(not settings, f"training strategy {cls.name!r} takes no settings, but got "
-                f"{', '.join(sorted(settings))}")
+        """Refuse ``RunConfig.strategy_settings`` this strategy does not take."""
+        cls.settings_of(settings)
 
     @property
     def needs_calibration(self) -> bool:

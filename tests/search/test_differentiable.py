@@ -15,8 +15,15 @@ from hwnas.training.trained import run_loaders, warm_start
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = dict(epochs=2, warmup_epochs=1, steps_per_epoch=2, batch_size=4)
-DATA = dict(dataset="synthetic", synthetic_size=24, resolution=8, width=0.25)
+FAST = dict(epochs=2, warmup_epochs=1)
+#: how the weights train: a RunConfig's settings (the search's own are FAST)
+WEIGHTS = dict(steps_per_epoch=2, batch_size=4)
+DATA = RunConfig(space="spos", dataset="synthetic", synthetic_size=24, resolution=8, width=0.25, **WEIGHTS)
+
+
+def warm(run_dir, space="spos"):
+    """The training RunConfig of a search warm-started from ``run_dir``."""
+    return RunConfig(space=space, **warm_start(run_dir), device="cpu", **WEIGHTS)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +69,17 @@ def test_projection_moves_the_least_likely_layers(setup):
     ({"hw_loss": "l1"}, "hw_loss must be one of squared, proxyless, but got hw_loss='l1'"),
     ({"epochs": 0}, "epochs must be an integer >= 1, but got epochs=0"),
     ({"temperature": 0}, "temperature must be > 0, but got temperature=0"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1, but got batch_size=0"),
+    ({"epochs": "2"}, "epochs must be an integer, but got epochs='2'"),
 ])
 def test_bad_settings(settings, message):
+    from hwnas.search import STRATEGIES
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        DifferentiableSearch(**settings)
+        STRATEGIES.create("differentiable", **settings)
 
 
 def test_needs_data(setup):
     with pytest.raises(ConfigError, match="differentiable search trains a supernet and needs its data"):
-        search(setup, setup[1].minimum_latency() * 2, training={})
+        search(setup, setup[1].minimum_latency() * 2, training=None)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +113,7 @@ def test_a_warm_started_search_never_validates_on_a_training_image_of_its_supern
 
     monkeypatch.setattr(differentiable.DifferentiableTraining, "__init__", record_init)
     monkeypatch.setattr("hwnas.search.differentiable.open_evaluator", record_open)
-    training = {**warm_start(source_run), "device": "cpu"}
+    training = warm(source_run)
     result = search(setup, setup[1].minimum_latency() * 1.5, seed=11, output=tmp_path / "warm", training=training)
     source = run_loaders(read_run(source_run).config)
     assert not set(seen["alpha"]) & set(source.train_indices), "α never sees a training image of the supernet"
@@ -118,7 +126,7 @@ def test_a_warm_started_search_never_validates_on_a_training_image_of_its_supern
 
 def test_a_killed_warm_started_search_resumes_where_it_stopped(setup, source_run, tmp_path):
     target = setup[1].minimum_latency() * 1.5
-    training = {**warm_start(source_run), "device": "cpu"}
+    training = warm(source_run)
     whole = search(setup, target, seed=2, output=tmp_path / "whole", training=training)
 
     class Killed(Exception):
@@ -146,7 +154,7 @@ def test_tiny_supernet_runs_warm_start_a_search_of_their_space(tmp_path):
     table = synthetic_table(space, path=tmp_path / "t.jsonl")
     run_dir = tiny_supernet_run(tmp_path / "run", synthetic_size=32)
     result = run_search(DifferentiableSearch(**FAST), space=space, tables=[table], target_ms=table.minimum_latency() * 2,
-                        evaluator=None, references=False, training={**warm_start(run_dir), "device": "cpu"})
+                        evaluator=None, references=False, training=warm(run_dir))
     assert result.best is not None and result.best.feasible
 
 
@@ -158,8 +166,8 @@ def test_a_warm_start_keeps_the_supernets_synthetic_shape(tmp_path):
     run_dir = tmp_path / "run"
     train(RunConfig(space="fbnet", dataset="synthetic", synthetic_like="fashion-mnist", width=0.25, resolution=8,
                     synthetic_size=32, batch_size=8, epochs=1, eval_paths=0, bn_batches=1), run_dir)
-    training = {**warm_start(run_dir), "device": "cpu"}
-    assert training["synthetic_like"] == "fashion-mnist"
+    training = warm(run_dir, "fbnet")
+    assert training.synthetic_like == "fashion-mnist"
     result = run_search(DifferentiableSearch(**FAST), space=space, tables=[table], target_ms=table.minimum_latency() * 2,
                         evaluator=None, references=False, training=training)
     assert result.best is not None

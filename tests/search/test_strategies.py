@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hwnas.errors import ConfigError
-from hwnas.search import Constraint, Evolution, RandomSearch, SearchContext, make_strategy, run_search
+from hwnas.search import STRATEGIES, Constraint, Evolution, RandomSearch, SearchContext, run_search
 from hwnas.testing import SyntheticEvaluator
 
 
@@ -24,13 +24,13 @@ def test_defaults_are_the_seeds():
 
 @pytest.mark.parametrize("settings,message", [
     ({"population": 0}, "population must be an integer >= 1, but got population=0"),
-    ({"generations": 2.5}, "generations must be an integer >= 1, but got generations=2.5"),
+    ({"generations": 2.5}, "generations must be an integer, but got generations=2.5"),
     ({"mutation_prob": 1.5}, r"mutation_prob must lie in \[0, 1\], but got mutation_prob=1.5"),
     ({"crossover": "yes"}, "crossover must be true or false"),
 ])
 def test_bad_evolution_settings(settings, message):
     with pytest.raises(ConfigError, match=message):
-        make_strategy("evolution", **settings)
+        STRATEGIES.create("evolution", **settings)
 
 
 @pytest.mark.parametrize("cls", [RandomSearch, Evolution])

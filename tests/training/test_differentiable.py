@@ -124,7 +124,7 @@ def test_a_changed_table_or_a_bad_setting_is_refused(table, tmp_path):
         RunConfig(strategy="differentiable", strategy_settings={**settings, "sampling": "hard"}, **SPACE)
     with pytest.raises(ConfigError, match="must not change"):
         RunConfig(strategy="differentiable", strategy_settings={**settings, "table_digest": "0" * 16}, **SPACE)
-    with pytest.raises(ConfigError, match="takes no settings, but got target_ms"):
+    with pytest.raises(ConfigError, match="training strategy .uniform. takes settings \(none\), but got target_ms"):
         RunConfig(strategy="uniform", strategy_settings={"target_ms": 1.0}, **SPACE)
     with pytest.raises(CheckpointError, match="init_from must name a supernet run directory"):
         train(RunConfig(init_from=str(tmp_path / "nowhere"), **SPACE), tmp_path / "run")

@@ -172,28 +172,36 @@ class SearchContext:
         if self.evaluator is None:
             raise ConfigError("this search has no evaluator to score architectures with (pass a supernet)")
         archs = [self.space.validate(as_architecture(arch)) for arch in archs]
-        return [self.record(arch, accuracy, origin) for arch, accuracy in zip(archs, self.evaluator.many(archs))]
+        return self.record_many(archs, self.evaluator.many(archs), origin)
 
     def record(self, arch: Architecture | str | Sequence[str], accuracy: float, origin: str) -> Candidate:
         """Record an architecture scored by the strategy itself (e.g. on a supernet it trained)."""
-        arch = self.space.validate(as_architecture(arch))
-        known = self._by_arch.get(str(arch))
-        if known is not None:
-            return known
-        indices = np.array([self.space.indices(arch)])
-        latency, macs, params = self.constraint.costs_indices(indices)[0]
-        others = [float(t.predict_indices(indices)[0]) for t in self.tables[1:]]
-        candidate = Candidate(arch, float(accuracy), (float(latency), *others), int(macs), int(params),
-                              tuple(float(v) for v in self.constraint.values_indices(indices)[0]),
-                              self.generation, origin, self.estimator)
-        self.candidates.append(candidate)
-        self._by_arch[str(arch)] = candidate
-        self._feasible += candidate.feasible
-        if candidate.feasible and (self._best is None or (-candidate.accuracy, candidate.latency_ms[0])
-                                   < (-self._best.accuracy, self._best.latency_ms[0])):
-            self._best = candidate
-        self._report()  # live counts between steps
-        return candidate
+        return self.record_many([self.space.validate(as_architecture(arch))], [accuracy], origin)[0]
+
+    def record_many(self, archs: Sequence[Architecture], accuracies: Sequence[float], origin: str) -> list[Candidate]:
+        """Record valid architectures with their accuracies, costs computed for all at once (a predictor-driven
+        search records thousands a second); one recorded before keeps (and returns) its first record."""
+        new = [i for i, arch in enumerate(archs) if str(arch) not in self._by_arch]
+        if new:
+            indices = np.array([self.space.indices(archs[i]) for i in new])
+            costs = self.constraint.costs_indices(indices)
+            values = self.constraint.values_indices(indices)
+            others = [t.predict_indices(indices) for t in self.tables[1:]]
+            for row, i in enumerate(new):
+                if str(archs[i]) in self._by_arch:  # listed twice in this call
+                    continue
+                latency, macs, params = costs[row]
+                candidate = Candidate(archs[i], float(accuracies[i]),
+                                      (float(latency), *(float(o[row]) for o in others)), int(macs), int(params),
+                                      tuple(float(v) for v in values[row]), self.generation, origin, self.estimator)
+                self.candidates.append(candidate)
+                self._by_arch[str(archs[i])] = candidate
+                self._feasible += candidate.feasible
+                if candidate.feasible and (self._best is None or (-candidate.accuracy, candidate.latency_ms[0])
+                                           < (-self._best.accuracy, self._best.latency_ms[0])):
+                    self._best = candidate
+            self._report()  # live counts between steps
+        return [self._by_arch[str(arch)] for arch in archs]
 
     def begin(self, total: int) -> None:
         """Announce the number of steps (generations, chunks) the strategy will take, for progress bars."""

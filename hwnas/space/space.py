@@ -6,6 +6,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from torch import nn
 
@@ -36,9 +37,14 @@ class Layer:
     width: int
     choices: tuple[tuple[str, OpSpec], ...]
 
-    @property
+    @cached_property
     def op_names(self) -> list[str]:
         return [name for name, _ in self.choices]
+
+    @cached_property
+    def op_index(self) -> dict[str, int]:
+        """Each op's position in `op_names`."""
+        return {name: i for i, (name, _) in enumerate(self.choices)}
 
     def block(self, op_name: str, batch: int = 1, dtype: str = "float32") -> BlockSpec:
         return BlockSpec(dict(self.choices)[op_name], self.cin, self.cout, self.stride, self.height, self.width,
@@ -80,7 +86,7 @@ class SearchSpace:
                 f"an architecture of space {self.name!r} has one op per layer ({len(self.layers)} layers), "
                 f"but got {len(arch)} ops in {str(arch)!r}")
         for layer, op in zip(self.layers, arch.ops):
-            if op not in layer.op_names:
+            if op not in layer.op_index:
                 raise ArchitectureError(
                     f"layer {layer.name} of space {self.name!r} allows ops {', '.join(layer.op_names)}, "
                     f"but got {op!r}")
@@ -91,7 +97,7 @@ class SearchSpace:
 
     def indices(self, arch: Architecture) -> list[int]:
         arch = self.validate(arch)
-        return [layer.op_names.index(op) for layer, op in zip(self.layers, arch.ops)]
+        return [layer.op_index[op] for layer, op in zip(self.layers, arch.ops)]
 
     def from_indices(self, indices: Iterable[int]) -> Architecture:
         return Architecture(tuple(layer.op_names[i] for layer, i in zip(self.layers, indices, strict=True)))

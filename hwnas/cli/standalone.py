@@ -182,6 +182,8 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
               metavar="REPORT_DIR", help="Report directory (created, or resumed if it holds this report).")
 @click.option("--references/--no-references", default=True, show_default=True,
               help="Train the space's reference architectures beside the searches' own.")
+@click.option("--reference", "reference_names", multiple=True, metavar="NAME",
+              help="Only this reference (repeatable), e.g. FBNet-A [default: every reference of the space].")
 @click.option("--measured", is_flag=True,
               help="Also time every network end to end on the first table's device (this machine), with the "
                    "table's protocol: references of other channels too, which the table cannot predict.")
@@ -191,7 +193,8 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
 @click.option("--band", type=Number(float, 0, 1, low_open=True, high_open=True), default=0.05, show_default=True,
               help="The share of the found architecture's latency within which a random one counts as equal.")
 @options(*_recipe_options())
-def report(searches: tuple[str, ...], output: Path, references: bool, measured: bool, random_archs: int, band: float,
+def report(searches: tuple[str, ...], output: Path, references: bool, reference_names: tuple[str, ...], measured: bool,
+           random_archs: int, band: float,
            data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int,
            reuse: tuple[str, ...], **settings: Any) -> None:
     """The architectures searches returned, retrained stand-alone beside the space's references.
@@ -207,17 +210,22 @@ def report(searches: tuple[str, ...], output: Path, references: bool, measured: 
     measured latency with --measured, MACs, params), comparisons.csv, report.json and a chart of accuracy
     against latency beside the differences.
     """
+    from hwnas.errors import ConfigError
     from hwnas.judge.charts import draw_report_chart
     from hwnas.judge.report import report_searches
     from hwnas.search.results import latency_column
     from hwnas.threads import configure
 
     recipe = _recipe(settings)
+    if reference_names and not references:
+        raise ConfigError("--reference chooses among the references, but --no-references trains none; give one "
+                          "or the other")
     check_output_dir(output, "a report directory")
     chart_path = check_chart(Path(chart) if chart else output / "report.png")
     configure(threads)
     with ProgressDisplay(enabled=progress and _main_process()) as display:
-        result = report_searches(searches, recipe, output, references=references, measured=measured,
+        result = report_searches(searches, recipe, output,
+                                 references=list(reference_names) if reference_names else references, measured=measured,
                                  data_root=data_root, seeds=seeds, random=random_archs, band=band, reuse=reuse,
                                  on_progress=display)
     if result is None:

@@ -76,9 +76,18 @@ def searched_data(record: SearchRecord) -> dict[str, Any]:
     return data_settings(stored.config)
 
 
-def plan_entries(records: Sequence[SearchRecord], references: bool) -> list[dict]:
+def plan_entries(records: Sequence[SearchRecord], references: bool | Sequence[str]) -> list[dict]:
     """What to train: each distinct returned architecture (named by the searches that returned it), then the
-    references of each space."""
+    references of each space (``references``: all, none, or those named)."""
+    if not isinstance(references, bool):
+        spaces = {r.config["space"]["space"] for r in records}
+        for name in references:
+            ref = find_reference(name)
+            if ref is None or ref.space not in spaces:
+                known = sorted(n for n in REFERENCES if REFERENCES.get(n).space in spaces)
+                raise ConfigError(f"--reference must name a reference of the searched space ({', '.join(sorted(spaces))}:"
+                                  f" {', '.join(known)}), but got {name!r}")
+        wanted = {find_reference(n).name for n in references}
     found: dict[tuple[str, str], list[str]] = {}
     for record in records:
         if record.best is None:
@@ -90,7 +99,8 @@ def plan_entries(records: Sequence[SearchRecord], references: bool) -> list[dict
     if references:
         for space in dict.fromkeys(space for space, _ in found):
             plan += [{"kind": "reference", "name": name, "space": space, "arch": name}
-                     for name in REFERENCES if REFERENCES.get(name).space == space]
+                     for name in REFERENCES if REFERENCES.get(name).space == space
+                     and (isinstance(references, bool) or name in wanted)]
     return plan
 
 
@@ -103,7 +113,8 @@ def _space_and_arch(entry: dict, space: SearchSpace) -> tuple[SearchSpace, Any]:
     return space, space.validate(entry["arch"])
 
 
-def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str | Path, *, references: bool = True,
+def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str | Path, *,
+                    references: bool | Sequence[str] = True,
                     measured: bool = False, data_root: str | None = None, seeds: int = 1, random: int = 8,
                     band: float = 0.05, reuse: Sequence[str | Path] = (),
                     on_progress: ProgressCallback | None = None) -> Report | None:
@@ -138,7 +149,8 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
                           f"--random 0")
     path = check_output_dir(output, "a report directory")
     config = {"searches": [str(r.path.resolve()) for r in records], "data": data, "recipe": recipe.settings(),
-              "references": references, **({"seeds": seeds} if seeds > 1 else {}),
+              "references": references if isinstance(references, bool) else list(references),
+              **({"seeds": seeds} if seeds > 1 else {}),
               **({"random": random, "band": band} if random else {})}
 
     def plan() -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 
 from hwnas.space import REFERENCES
 from hwnas.testing import synthetic_table
-from cli_helpers import run, one_line_error as _one_line_error
+from cli_helpers import run, one_line_error as _one_line_error, one_line_error
 
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1",
           "--random", "0"]
@@ -100,9 +100,16 @@ def test_report_compares_at_equal_latency(searches, tmp_path):
     assert first["low"] <= first["difference"] <= first["high"] and first["df"] == len(frame)
     assert data["comparisons"][0]["verdict"].split(" ")[0] in ("beats", "loses", "not")
     assert (out / "report.png").stat().st_size > 10_000
-    one_seed = run("report", at_ref, *recipe, "--random", 2, "--band", 0.2, "-o", tmp_path / "one", "--format", "json")
+    one_seed = run("report", at_ref, *recipe, "--random", 2, "--band", 0.2, "--reference", "SPOS", "-o", tmp_path / "one",
+                   "--format", "json")
     assert one_seed.exit_code == 0, one_seed.output
     assert json.loads(one_seed.output)["comparisons"][0]["verdict"].startswith("no interval: one training each")
+    assert pd.read_csv(tmp_path / "one" / "report.csv")["name"].tolist()[-1:] == ["SPOS"]
+    one_line_error(run("report", at_ref, *recipe, "--reference", "FBNet-A", "-o", tmp_path / "x"),
+                   "--reference must name a reference of the searched space (spos: ")
+    one_line_error(run("report", at_ref, *recipe, "--reference", "SPOS", "--no-references", "-o", tmp_path / "x"),
+                   "--reference chooses among the references, but --no-references trains none")
+    assert not (tmp_path / "x").exists()
 
 
 def test_report_without_references(searches, tmp_path):

@@ -128,5 +128,9 @@ def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = N
     devices = list(dict.fromkeys(s.device for s in series))
     spaces = list(dict.fromkeys(f"{r.config['space']['space']} / {r.config['space']['input']['name']}"
                                 for r in records))
-    return ChartData(tuple(series), tuple(marks.values()), f"latency (ms) on {', '.join(devices)}",
-                     "validation accuracy (%)", "; ".join(spaces))
+    kinds = {(r.config.get("evaluator") or {}).get("kind") == "predictor" for r in records}
+    ylabel = {frozenset({True}): "predicted accuracy (%, the predictor the search ran on)",
+              frozenset({False}): "validation accuracy (%)"}.get(frozenset(kinds),
+                                                                 "accuracy (%) as each search's estimator gives it")
+    return ChartData(tuple(series), tuple(marks.values()), f"latency (ms) on {', '.join(devices)}", ylabel,
+                     "; ".join(spaces))

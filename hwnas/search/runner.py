@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hwnas.errors import ConfigError
 from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback, report
@@ -189,27 +191,33 @@ def share_candidates(results: Sequence[SearchResult], constraints: Sequence[Cons
     The searches of a sweep are separate runs of a strategy, each seeing a few hundred architectures, so
     without this a looser target's best could be worse than a tighter one's, only because its search
     happened not to draw that architecture. Every result here has the same tables, so a shared candidate
-    keeps its latencies, MACs and parameters; only its constraint values are those of the target.
+    keeps its latencies, MACs and parameters; only its constraint values are those of the target. With
+    ``rescore`` every result's best are re-scored, and an architecture re-scored for any target carries that
+    accuracy in every result that holds it (its own search may have found it too, without re-scoring it), so
+    that the re-scored best never falls as the target loosens either.
     """
     for result, constraint in zip(results, constraints):
         seen = {str(c.arch) for c in result.candidates}
-        shared = []
         for other in results:
             if other is result:
                 continue
             source = other.path.name if other.path is not None else sweep_name(other.config["target_latency_ms"])
-            for candidate in other.candidates:
-                if str(candidate.arch) in seen or candidate.origin.startswith("shared"):
-                    continue
-                values = tuple(float(v) for v in constraint.values(candidate.arch))
-                if all(v <= 0 for v in values):
-                    shared.append(replace(candidate, values=values, origin=f"shared from {source}"))
+            fresh = [c for c in other.candidates if str(c.arch) not in seen and not c.origin.startswith("shared")]
+            if not fresh:
+                continue
+            values = constraint.values_indices(np.array([constraint.space.indices(c.arch) for c in fresh]))
+            for candidate, row in zip(fresh, values):
+                if (row <= 0).all() and str(candidate.arch) not in seen:
+                    result.candidates.append(replace(candidate, values=tuple(float(v) for v in row),
+                                                     origin=f"shared from {source}"))
                     seen.add(str(candidate.arch))
-        if not shared:
-            continue
-        result.candidates.extend(shared)
-        if rescore is not None:  # the best of the shared ones may not have been re-scored for their own target
+    if rescore is not None:  # the best of the shared ones may not have been re-scored for their own target
+        for result in results:
             rescore.apply(result.candidates)
+    scored = {str(c.arch): c.rescored for r in results for c in r.candidates if c.rescored is not None}
+    for result in results:
+        result.candidates[:] = [replace(c, rescored=scored[str(c.arch)]) if c.rescored is None and str(c.arch)
+                                in scored else c for c in result.candidates]
         result.best = next(iter(ranked(result.candidates)), None)
         if result.path is not None and int(os.environ.get("RANK", "0")) == 0:
             SearchWriter(result.path).finish(result.candidates, result.best, result.labels, result.config,

@@ -154,3 +154,26 @@ def test_a_sweep_shares_its_candidates_so_the_best_never_falls_as_the_target_loo
                       tables=[table], evaluator=SyntheticEvaluator(space), output=tmp_path, references=False)
     assert [r.best.arch for r in again] == [r.best.arch for r in results], "a finished sweep resumes to itself"
     assert [len(r.candidates) for r in again] == [len(r.candidates) for r in results]
+
+
+def test_a_sweep_carries_re_scored_accuracies_to_every_target(space, table, median_ms):
+    """A looser target's search that found an architecture by itself, without re-scoring it, takes the score
+    another target's re-scoring gave it: the re-scored best never falls as the target loosens."""
+    import random
+    from dataclasses import replace
+    from hwnas.search import Constraint
+    from hwnas.search.base import SearchContext
+    from hwnas.search.runner import SearchResult, share_candidates
+
+    rng = random.Random(5)
+    tight, loose = Constraint(table, median_ms), Constraint(table, 10 * median_ms)
+    archs = [a for a in (space.sample(rng) for _ in range(200)) if tight.feasible(a)][:2]
+    context = SearchContext(space, tight, None, tables=[table])
+    x, y = context.record_many(archs, [60.0, 70.0], "random")
+    a = [replace(x, rescored=77.35)]
+    b = [replace(x, estimator="predictor"), replace(y, rescored=77.30, estimator="predictor")]
+    results = [SearchResult(a, a[0], ["cpu"], {"target_latency_ms": median_ms}),
+               SearchResult(b, b[1], ["cpu"], {"target_latency_ms": 10 * median_ms})]
+    share_candidates(results, [tight, loose])
+    assert results[1].best.arch == x.arch and results[1].best.rescored == 77.35
+    assert results[0].best.rescored == 77.35 and len(results[0].candidates) == 2, "y is shared to the tight target"

@@ -97,6 +97,7 @@ class Constraint:
         self._offsets = self._rows * self._matrices.shape[2]
         # rows of the cost matrices that a bound applies to: latency always, MACs and params when bounded
         self._active = np.array([0] + [i for i, b in ((1, self.max_macs), (2, self.max_params)) if b is not None])
+        self._rows_list: list[list[list[float]]] | None = None
 
     def _cost_matrices(self) -> np.ndarray:
         """(3, layers, max ops) per-op latency / MACs / params (unused slots 0) and the fixed stem + head."""
@@ -138,6 +139,20 @@ class Constraint:
     def feasible_indices(self, indices: np.ndarray) -> np.ndarray:
         """(N,) booleans: which architectures satisfy every bound."""
         return (self.values_indices(indices) <= 0).all(axis=1)
+
+    def feasible_row(self, indices: Sequence[int]) -> bool:
+        """Whether one architecture (its op indices) satisfies every bound: `feasible_indices` of one row,
+        in plain Python, which is several times faster than numpy for a single row (evolution checks its
+        children one by one)."""
+        if self._rows_list is None:
+            self._rows_list = [[row.tolist() for row in self._matrices[k]] for k in self._active]
+        for k, rows, bound in zip(self._active, self._rows_list, self._bounds):
+            total = self._fixed[k] + sum(row[i] for row, i in zip(rows, indices))
+            if k == 0 and self.table.calibration is not None:
+                total = self.table.calibration.apply(total)
+            if total > bound:
+                return False
+        return True
 
     def values(self, arch: Architecture | str | Sequence[str]) -> np.ndarray:
         return self.values_indices(np.array([self.space.indices(as_architecture(arch))]))[0]

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 
 from hwnas.errors import ConfigError, require_finite
 from hwnas.search.base import SearchContext, SearchStrategy, check_ints, register_strategy
@@ -99,8 +98,7 @@ class Evolution(SearchStrategy):
         while len(children) < n and misses < self.child_patience:
             indices = make()
             key = "-".join(ops[i] for ops, i in zip(names, indices))
-            if key in made or context.is_evaluated(key) or not context.constraint.feasible_indices(
-                    np.array([indices]))[0]:
+            if key in made or context.is_evaluated(key) or not context.constraint.feasible_row(indices):
                 misses += 1
                 context.rejected += 1
                 continue

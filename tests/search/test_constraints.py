@@ -124,3 +124,11 @@ def test_table_of_another_space_or_width_is_refused(space, table):
     with pytest.raises(TableError, match="must be built for the search space, but its proxylessnas space differs: "
                                          "width 0.5 != 1.0"):
         check_table(table, get_space("proxylessnas", "cifar10"))
+
+
+def test_the_row_check_agrees_with_the_vectorised_one(space, table, median_ms):
+    import random
+    constraint = Constraint(table, median_ms, max_macs=2e7)
+    rng = random.Random(2)
+    rows = [space.indices(space.sample(rng)) for _ in range(300)]
+    assert [constraint.feasible_row(r) for r in rows] == constraint.feasible_indices(np.array(rows)).tolist()

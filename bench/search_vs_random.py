@@ -90,7 +90,7 @@ def main() -> None:
           f"{args.rescore} best re-scored by the supernet")
     for row in found:
         print(f"  target {row['target_ms']:.4g} ms: {row['candidates']} candidates, returned "
-              f"{row['best_accuracy']:.2f} % (supernet, {row.get('scored_by')}) at "
+              f"{row['best_accuracy']:.2f} % ({row.get('scored_by')}) at "
               f"{row[f'latency_ms[{table.device_name}]']:.4g} ms")
     print(f"\nstand-alone, {args.standalone_epochs} epochs x {args.standalone_steps} steps, mean of {args.seeds} "
           f"seeds (test split)")

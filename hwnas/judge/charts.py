@@ -97,7 +97,7 @@ def draw_report_chart(rows: pd.DataFrame, latency: str, path: str | Path, *, tit
     has_measured = measured is not None and measured in rows
     undrawn = []
     for _, row in rows[rows["kind"] != "random"].iterrows():
-        name = row["name"] if row["kind"] == "reference" else ", ".join(n.split("/")[-1] for n in row["name"].split(", "))
+        name = row["name"] if row["kind"] == "reference" else _short(row["name"])
         if not np.isnan(row[latency]):
             ax.annotate(name, (row[latency], row["test_acc"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
         elif has_measured and not np.isnan(row[measured]):  # a network the table cannot predict (other channels)
@@ -126,10 +126,15 @@ def draw_report_chart(rows: pd.DataFrame, latency: str, path: str | Path, *, tit
                 forest.plot([c["low"], c["high"]], [y, y], color=colour, linewidth=2)
             forest.plot([c["difference"]], [y], "o", color=colour)
         forest.axvline(0, color="black", linewidth=1)
-        forest.set_yticks(ys, [f"{c['found'].split('/')[-1]}\nvs {c['against']}" for c in shown], fontsize=7)
+        forest.set_yticks(ys, [f"{_short(c['found'])}\nvs {c['against']}" for c in shown], fontsize=7)
         forest.set_xlabel("found - other (points of stand-alone accuracy, 95 % interval)")
         forest.set_title("at equal latency", fontsize=10)
         forest.grid(True, axis="x", alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, frameon=False, ncols=2)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def _short(names: str) -> str:
+    """A found row's name without its search folder: "s/target_1ms, s/target_2ms" -> "target_1ms, target_2ms"."""
+    return ", ".join(n.split("/")[-1] for n in names.split(", "))

@@ -89,9 +89,11 @@ class Sample:
 
 
 def verdict(stats: dict[str, Agreement], n: int, baselines: dict[str, dict[str, Agreement]] | None = None,
-            who: str = "the supernet") -> str:
-    """What the Kendall tau interval of ``n`` architectures allows one to say of ``who``, and whether a baseline
-    (an architecture's size: ``baselines`` maps a name to its agreement) ranks them as well."""
+            who: str = "the supernet", differences: dict[str, Agreement] | None = None) -> str:
+    """What the Kendall tau interval of ``n`` architectures allows one to say of ``who``, and how it compares with
+    a baseline (an architecture's size: ``baselines`` maps a name to its agreement). ``differences`` maps a
+    baseline's name to the paired interval of tau(who) - tau(baseline) (same bootstrap resamples); with it, "as
+    well" and "better" are told apart by that interval rather than by two point estimates."""
     tau = stats["kendall_tau"]
     if n < FEWEST_FOR_VERDICT:
         return (f"no conclusion: {n} architectures are too few for a bootstrap interval to mean much (tau "
@@ -103,13 +105,23 @@ def verdict(stats: dict[str, Agreement], n: int, baselines: dict[str, dict[str, 
     elif tau.high < 0:
         said = f"{who} ranks architectures worse than chance (tau {tau.value:.2f}, 95 % interval below 0)"
     else:
-        said = (f"no conclusion: the 95 % interval of tau [{tau.low:.2f}, {tau.high:.2f}] includes 0; more "
+        said = (f"no conclusion on {who}: the 95 % interval of tau [{tau.low:.2f}, {tau.high:.2f}] includes 0; more "
                 f"architectures or longer stand-alone training would narrow it")
+    differences = differences or {}
     rivals = [(name, b["kendall_tau"].value) for name, b in (baselines or {}).items()
               if not math.isnan(b["kendall_tau"].value) and b["kendall_tau"].value >= tau.value]
     if rivals:
         name, value = max(rivals, key=lambda pair: pair[1])
-        said += f"; beware: counting {name} alone ranks them as well or better (tau {value:.2f})"
+        diff = differences.get(name)
+        if diff is None:
+            said += f"; beware: counting {name} alone ranks them as well or better (tau {value:.2f})"
+        else:
+            how = "better" if diff.high < 0 else "as well (the interval of the difference includes 0)"
+            said += (f"; beware: counting {name} alone ranks them {how}: tau {value:.2f}, {who} - {name} "
+                     f"{diff.value:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}]")
+    elif differences and all(d.low > 0 for d in differences.values()):
+        said += (f", and better than counting {' or '.join(differences)} (every paired interval of the difference "
+                 f"above 0)")
     return said
 
 
@@ -263,10 +275,12 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
         pairs = [("predictor", "recalibrated_bn"), *(("predictor", b) for b in BASELINES), *pairs]
     comparison = compare(frame["standalone_test_acc"], estimates, pairs=pairs, seed=config["seed"])
     agreements = comparison.agreements
-    said = verdict(agreements["recalibrated_bn"], len(frame), {b: agreements[b] for b in BASELINES})
+    baselines = {b: agreements[b] for b in BASELINES}
+    said = verdict(agreements["recalibrated_bn"], len(frame), baselines, differences=_tau_differences(
+        comparison, "recalibrated_bn"))
     if predictor is not None:
-        said += "; " + verdict(agreements["predictor"], len(frame), {b: agreements[b] for b in BASELINES},
-                               who="the predictor")
+        said += "; " + verdict(agreements["predictor"], len(frame), baselines, who="the predictor",
+                               differences=_tau_differences(comparison, "predictor"))
     result = RankResult(path, frame, comparison, said, config)
     write_atomic(path / RANK_CSV, frame.to_csv(index=False))
     predictor_info = None if predictor is None else {"path": str(predictor.path.resolve()) if predictor.path else None,
@@ -280,3 +294,9 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
                         for pair, d in comparison.differences.items()]},
         nan_as_null=True, indent=2) + "\n")
     return result
+
+
+def _tau_differences(comparison: Comparison, estimate: str) -> dict[str, Agreement]:
+    """The paired Kendall tau differences of ``estimate`` against each size baseline."""
+    return {b: diffs["kendall_tau"] for (a, b), diffs in comparison.differences.items()
+            if a == estimate and b in BASELINES}

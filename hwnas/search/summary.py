@@ -76,4 +76,4 @@ def noise_note(row: dict[str, Any], samples: int | None) -> str | None:
         return None
     return (f"the best and the runner-up differ by {row['lead']:.2f} points, less than twice the standard error of "
             f"the evaluation ({row['se']:.2f} points over {samples} validation images): they cannot be told "
-            f"apart; more validation images (the full data set, a larger --val-fraction) would")
+            f"apart; more validation images (the full data set, a larger --val-fraction) may separate them")

@@ -116,6 +116,24 @@ def test_verdict_warns_when_a_size_baseline_ranks_as_well():
     assert "beware" not in verdict(stats(0.3), 4, {"params": stats(0.9)}), "too few for any verdict"
 
 
+def test_verdict_judges_a_baseline_by_the_paired_interval_of_the_difference():
+    def stats(tau):
+        return {"kendall_tau": Agreement(tau, tau - 0.3, tau + 0.3)}
+
+    better = verdict(stats(0.2), 24, {"macs": stats(0.53)}, who="the predictor",
+                     differences={"macs": Agreement(-0.33, -0.6, -0.05)})
+    assert better.startswith("no conclusion on the predictor: the 95 % interval of tau [-0.10, 0.50] includes 0")
+    assert better.endswith("; beware: counting macs alone ranks them better: tau 0.53, the predictor - macs "
+                           "-0.33 [-0.60, -0.05]")
+    tied = verdict(stats(0.4), 24, {"macs": stats(0.45)}, differences={"macs": Agreement(-0.05, -0.3, 0.2)})
+    assert "ranks them as well (the interval of the difference includes 0): tau 0.45" in tied
+    ahead = verdict(stats(0.7), 24, {"macs": stats(0.3), "params": stats(0.2)},
+                    differences={"macs": Agreement(0.4, 0.1, 0.7), "params": Agreement(0.5, 0.2, 0.8)})
+    assert ahead.endswith(", and better than counting macs or params (every paired interval of the difference above 0)")
+    close = verdict(stats(0.7), 24, {"macs": stats(0.3)}, differences={"macs": Agreement(0.4, -0.1, 0.7)})
+    assert "beware" not in close and "better than counting" not in close
+
+
 # ----- the command ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

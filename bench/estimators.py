@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +81,9 @@ def main() -> None:
         first_rank = first_rank or rank
         ranked = json.loads(out)
         pred_sa = work / f"predictor-{name}-standalone.json"
+        scores, scores_sa = (Path(f"{p}.scores.jsonl") for p in (pred, pred_sa))
+        if scores.exists() and not scores_sa.exists():  # the same sample, scored alike: not scored twice
+            shutil.copyfile(scores, scores_sa)
         seconds[f"{name}: predictor fit with the stand-alone stage"], out = hwnas(
             "predictor", "fit", "--supernet", run_dir, "--samples", str(args.samples), *scoring, "--standalone",
             str(rank), "--threads", args.threads, "--no-progress", "-o", str(pred_sa), "--format", "json",

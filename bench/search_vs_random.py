@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=1000)
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--parents", type=int, default=100)
-    parser.add_argument("--rescore", type=int, default=10)
+    parser.add_argument("--rescore", type=int, default=None,
+                        help="best candidates re-scored by the supernet [default: hwnas search's, by the predictor]")
     parser.add_argument("--random", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--standalone-epochs", type=int, default=10)
@@ -76,8 +77,9 @@ def main() -> None:
     seconds["search (3 targets)"], out = hwnas(
         "search", "--strategy", "evolution", "--space", space.name, "--table", args.table, "--target-latency",
         ",".join(targets), "--supernet", args.supernet, "--predictor", args.predictor, "--population",
-        str(args.population), "--generations", str(args.generations), "--parents", str(args.parents), "--rescore",
-        str(args.rescore), "--threads", args.threads, "-o", str(search), "--format", "json", capture=True)
+        str(args.population), "--generations", str(args.generations), "--parents", str(args.parents),
+        *(["--rescore", str(args.rescore)] if args.rescore is not None else []), "--threads", args.threads, "-o",
+        str(search), "--format", "json", capture=True)
     found = json.loads(out)["rows"]
     reuse = [part for folder in args.reuse for part in ("--reuse", folder)]
     seconds[f"report (+{args.random} random each, {args.seeds} seeds)"], out = hwnas(
@@ -86,8 +88,10 @@ def main() -> None:
         *reuse, "--threads", args.threads, "--no-progress", "-o", str(work / "report"), "--format", "json",
         capture=True, processes=args.processes)
     report = json.loads(out)
-    print(f"\nsearch: evolution on the predictor, {args.population} x {args.generations} per target, the "
-          f"{args.rescore} best re-scored by the supernet")
+    rescored = json.loads(Path(args.predictor).read_text()).get("target") == "supernet" \
+        if args.rescore is None else args.rescore > 0
+    print(f"\nsearch: evolution on the predictor, {args.population} x {args.generations} per target"
+          + (", the best re-scored by the supernet" if rescored else ", the predictor's best returned"))
     for row in found:
         print(f"  target {row['target_ms']:.4g} ms: {row['candidates']} candidates, returned "
               f"{row['best_accuracy']:.2f} % ({row.get('scored_by')}) at "

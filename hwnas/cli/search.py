@@ -48,9 +48,12 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
               help="random and evolution: score candidates with this accuracy predictor (`hwnas predictor fit`; "
                    "thousands a second), then re-score the --rescore best by the supernet and return the best of "
                    "those.")
-@click.option("--rescore", type=Number(int, 0, 10**5), default=10, show_default=True,
+@click.option("--rescore", type=Number(int, 0, 10**5), default=None,
               help="With --predictor: the best candidates per target re-scored by the supernet (--bn-batches, "
-                   "--val-batches: all validation images by default); 0 returns the predictor's best unchecked.")
+                   "--val-batches: all validation images by default); 0 returns the predictor's best unchecked "
+                   "[default: 10 for a predictor of supernet accuracy, 0 for one with a stand-alone stage, which "
+                   "already estimates stand-alone accuracy: re-scoring would replace its estimate by the "
+                   "supernet's, which `hwnas rank` may show to rank worse].")
 @click.option("--dataset", default=None, help="Dataset of the validation split (default: the supernet's).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
@@ -140,6 +143,8 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     predictor = Predictor.load(predictor_path) if predictor_path is not None else None
     if predictor is not None:
         predictor.check_for(space)
+    if rescore is None:
+        rescore = 0 if predictor is not None and predictor.target == "standalone" else 10
     # everything that can be refused without the supernet is refused before loading it
     for ms in targets:
         Constraint(tables[0], ms, space=space, **bounds).check_reachable()

@@ -80,6 +80,14 @@ def test_fit_with_standalone_trainings_estimates_standalone_accuracy(work, tmp_p
     assert predictor.fitted_on["standalone_archs"] == 6
     scored = {json.loads(line).get("arch") for line in (tmp_path / "p.json.scores.jsonl").read_text().splitlines()[1:]}
     assert set(pd.read_csv(tmp_path / "r" / "rank.csv")["arch"]) <= scored, "the stand-alone architectures are scored"
+    _, _, table = work
+    found = run("search", "--space", "spos", "--table", table.path, "--target-latency", "1000", "--supernet", supernet,
+                "--predictor", tmp_path / "p.json", "--population", 10, "--generations", 2, "-o", tmp_path / "s",
+                "--format", "json")
+    assert found.exit_code == 0, found.output
+    assert pd.read_csv(tmp_path / "s" / "candidates.csv")["rescored_accuracy"].isna().all(), \
+        "a predictor of stand-alone accuracy is not re-scored by the supernet unless --rescore asks"
+    assert json.loads(found.stdout)["rows"][0]["scored_by"] == "predictor"
 
 
 def test_bad_fits_are_one_line(work, tmp_path):

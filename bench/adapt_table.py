@@ -1,4 +1,5 @@
-"""`hwnas table adapt` against plain scale + offset, with 50 / 100 / 200 measured networks of a target.
+"""`hwnas table adapt` against plain scale + offset, with 50 / 100 / 200 (or, e.g. ``--counts 10,20,50``, few)
+measured networks of a target.
 
 The target's "true" latency of a network is a distortion of the table that scale + offset cannot express:
 by default (synthetic) each block's table latency times a factor per op (lognormal, sigma --op-spread) and
@@ -7,9 +8,9 @@ can learn), stem and head at 1.3 times the table, plus a fixed offset (--offset)
 with --noise relative noise. With ``--table A --target B`` (two tables
 of one space, e.g. measured on cpu and on ort-mobile) the truth is B's prediction and the table adapted is A.
 
-For each count the measured networks are adapted (k-fold cross-validated figures, as the command reports
-them), and the adapted table and scale + offset fitted on all of them are judged on --fresh other networks
-measured the same way ("fresh"): Kendall tau and share within ±5 %, side by side; and the same figures
+For each count the measured networks are adapted (cross-validated figures, as the command reports them:
+k-fold, leave-one-out below 5 networks per fold), and the adapted table and scale + offset fitted on all of
+them are judged on --fresh other networks measured the same way ("fresh"): Kendall tau and share within ±5 %, side by side; and the same figures
 against the noise-free truth, which bound what a perfect predictor would score against noisy measurements.
 
     python bench/adapt_table.py                                   # fbnet cifar10 width 0.25, synthetic target
@@ -89,11 +90,11 @@ def main() -> None:
     space = table.space
     synthetic = f"synthetic (ops ±{args.op_spread}, stages ±{args.stage_spread}, blocks ±{args.block_jitter})"
     print(f"space {space.describe()['space']} ({space.profile.name}), table {args.table or 'synthetic'}, target "
-          f"{args.target or synthetic}, noise {100 * args.noise:.1f} %, {args.folds}-fold CV, {args.fresh} fresh "
-          f"networks", flush=True)
+          f"{args.target or synthetic}, noise {100 * args.noise:.1f} %, {args.folds}-fold CV (leave-one-out below "
+          f"{5 * args.folds} networks), {args.fresh} fresh networks", flush=True)
     header = (f"{'networks':>8}{'seed':>5}  {'predictor':<16}{'cv MAPE':>8}{'cv ±5%':>8}{'cv tau':>8}"
               f"{'fresh ±5%':>10}{'fresh tau':>10}{'truth ±5%':>10}{'truth tau':>10}"
-              f"{'ridge op/st/grp/blk':>28}{'s':>6}")
+              f"{'ridge op/st/grp/blk':>28}{'s':>6}{'floor':>6}{'cv':>14}{'seconds':>8}")
     print(header, flush=True)
     summary = []
     for seed in map(int, args.seeds.split(",")):
@@ -127,7 +128,8 @@ def main() -> None:
                 ridge = "/".join(f"{v:.0e}" for v in info["ridge"].values()) if name == "adapted" else ""
                 print(f"{count:>8}{seed:>5}  {name:<16}{cv.mean_abs_pct:>8.2f}{100 * cv.within_5:>7.0f}%"
                       f"{cv.kendall_tau:>8.3f}{100 * f.within_5:>9.0f}%{f.kendall_tau:>10.3f}{100 * t.within_5:>9.0f}%"
-                      f"{t.kendall_tau:>10.3f}{ridge:>28}{info['scale'] if name == 'adapted' else scale:>6.2f}",
+                      f"{t.kendall_tau:>10.3f}{ridge:>28}{info['scale'] if name == 'adapted' else scale:>6.2f}"
+                      f"{info['at_floor'] if name == 'adapted' else '':>6}{result.scheme:>14}{seconds:>8.1f}",
                       flush=True)
                 summary.append({"networks": count, "predictor": name, "cv_tau": cv.kendall_tau,
                                 "cv_within_5": cv.within_5, "fresh_tau": f.kendall_tau, "fresh_within_5": f.within_5,

@@ -91,7 +91,8 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), callback=output_path, required=True,
               help="The adapted table (written atomically; never one of the inputs).")
 @click.option("--folds", type=Number(int, 2, 1000), default=5, show_default=True,
-              help="Cross-validation folds: for the held-out figures and to choose the ridge strengths.")
+              help="Cross-validation folds: for the held-out figures and to choose the ridge strengths; with "
+                   "fewer than 5 networks per fold, leave-one-out.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the fold assignment.")
 @format_option
 def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: str) -> None:
@@ -99,9 +100,13 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: 
 
     Fits latency = intercept + sum of coefficient * table latency over the blocks, a block's coefficient
     shrunk (ridge, strengths chosen by cross-validation) towards its op and stage group's, the group's
-    towards its op's and stage's effects, and those towards one common scale; prints the cross-validated
-    errors beside plain scale + offset and writes a table whose blocks carry the coefficients and whose
-    header records the source, the measurements and the model. Duplicate architectures are averaged.
+    towards its op's and stage's effects, and those towards one common scale, so few measurements move the
+    table gently; the fit is constrained so that no coefficient is below 0.01, so no block latency is negative
+    (or 0) and no prediction below 0. Needs
+    10 distinct networks; with fewer than 5 per fold the cross-validation is leave-one-out. Prints the
+    cross-validated errors beside plain scale + offset and writes a table whose blocks carry the
+    coefficients and whose header records the source, the measurements and the model. Duplicate
+    architectures are averaged.
     """
     from hwnas.tables import LookupTable
     from hwnas.tables.adapt import adapt_table, check_output, read_measurements
@@ -117,13 +122,17 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: 
     extra = {"table": str(path), "measured": f"{measured} ({info['measurements']['networks']} networks, "
                                              f"{info['measurements']['rows']} rows)",
              "model": info["model"]["name"], "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
-             "coefficients": f"{min(coefficients):.3f}..{max(coefficients):.3f}",
+             "coefficients": f"{min(coefficients):.3f}..{max(coefficients):.3f} ({info['model']['at_floor']} at the "
+                             f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
-             "offset_ms": round(result.table.calibration.offset_ms, 4), "held_out": f"{folds}-fold cross-validation"}
+             "offset_ms": round(result.table.calibration.offset_ms, 4),
+             "held_out": f"{result.scheme} cross-validation ({result.folds} folds)" + (
+                 f", fewer than 5 networks per fold for --folds {folds}" if result.folds != folds else "")}
     if fmt == "json":
         extra.update(output=str(output), adapted=info)
     click.echo(render(result.rows(), fmt, extra=extra))
     click.echo(f"wrote {output}: {path} adapted to {info['measurements']['networks']} measured networks; held-out "
-               f"Kendall tau {result.adapted.kendall_tau:.3f} (scale + offset {result.baseline.kendall_tau:.3f}), "
-               f"mean abs error {result.adapted.mean_abs_pct:.2f} % ({result.baseline.mean_abs_pct:.2f} %)",
+               f"({result.scheme}) Kendall tau {result.adapted.kendall_tau:.3f} (scale + offset "
+               f"{result.baseline.kendall_tau:.3f}), mean abs error {result.adapted.mean_abs_pct:.2f} % "
+               f"({result.baseline.mean_abs_pct:.2f} %)",
                err=fmt != "table")

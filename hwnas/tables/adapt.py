@@ -6,14 +6,20 @@ Model (``ridge-op-stage-block``): whole-network latency = intercept + sum over t
 where its stage is its output channels and resolution: one common scale ``s`` that is not shrunk, and op,
 stage, op x stage and per-block deviations, each level shrunk towards zero by a ridge penalty of its own.
 So a block the measurements say little about falls back to its op and stage group, the group to its op's
-and stage's effects, and those to the common scale; where the data say more, each block gets its own. The
-four ridge strengths are chosen from a log grid (one level at a time, until none moves) by k-fold
-cross-validation on the measurements. The fit minimises squared *relative* errors. Stem and head are the
-same in every network: they are in the intercept (the table scales them by ``s``, the rest is its offset).
+and stage's effects, and those to the common scale: the prior is the host table times one scale, and few
+measurements move it gently. Where the data say more, each block gets its own. The four ridge strengths are
+chosen from a log grid (one level at a time, until none moves; near-ties go to the stronger) by k-fold
+cross-validation on the measurements, leave-one-out when a fold would hold fewer than MIN_PER_FOLD networks
+(from MIN_NETWORKS = 10 up). The fit minimises squared *relative* errors subject to every block coefficient
+and ``s`` being >= FLOOR (0.01) and the intercept >= 0 (a constrained least-squares problem solved exactly,
+not a clip; see `hwnas.tables.adapt_fit`), so no block latency of the written table is negative (or 0 where
+the source's is not) and every network's prediction is finite and positive. Stem and head are the same in
+every network: they are in the intercept (the table scales them by ``s``, the rest is its offset, which may
+be negative).
 
-Held-out figures are nested: every fold is predicted by a model whose ridge strengths were chosen, and
-whose coefficients were fitted, on the other folds only; plain ``scale * table sum + offset`` (what
-`hwnas validate` fits) is fitted on the same folds. The adapted table is the source table with each block
+Held-out figures are nested: every fold is predicted by a constrained model whose ridge strengths were
+chosen, and whose coefficients were fitted, on the other folds only; plain ``scale * table sum + offset``
+(what `hwnas validate` fits) is fitted on the same folds. The adapted table is the source table with each block
 scaled by its coefficient and a calibration ``1 * sum + offset``, so `LookupTable.predict`,
 ``predict_indices`` and ``expected`` (and so every search) use it unchanged.
 """
@@ -29,24 +35,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_factor, cho_solve
 
 from hwnas.errors import ArchitectureError, ConfigError, DataError
 from hwnas.readers import read_text
 from hwnas.space.architecture import Architecture
 from hwnas.tables.accuracy import Errors
+from hwnas.tables.adapt_fit import (FLOOR, LEVELS, MIN_NETWORKS, MIN_PER_FOLD, RIDGE_GRID, choose, constraints,
+                                    fit, fold_count, held_out, one_blas_thread, penalty, scheme)
 from hwnas.tables.table import Calibration, LookupTable, Record
 
 if TYPE_CHECKING:
     from hwnas.space.space import SearchSpace
 
 MODEL = "ridge-op-stage-block"
-#: the shrunk levels of a coefficient, each with its own ridge strength
-LEVELS = ("op", "stage", "op_stage", "block")
-#: fewest distinct networks per cross-validation fold
-MIN_PER_FOLD = 5
-#: ridge strengths tried, per measured network, on relative errors (coefficients are dimensionless)
-RIDGE_GRID = tuple(float(10.0 ** e) for e in range(-8, 2))
+
+__all__ = ["FLOOR", "LEVELS", "MIN_NETWORKS", "MIN_PER_FOLD", "MODEL", "RIDGE_GRID", "Adaptation", "Blocks",
+           "Measurements", "adapt_table", "check_output", "measurements_from_frame", "read_measurements", "stage_of"]
 
 
 def _one_line(text: object) -> str:
@@ -184,55 +188,6 @@ class Blocks:
         return m, np.concatenate([[-1], np.repeat(np.arange(len(names)), [len(n) for n in names])])
 
 
-def _penalty(levels: np.ndarray, ridge: tuple[float, ...]) -> np.ndarray:
-    """Per column of [intercept, s, u, v, w, z]: intercept and s are not shrunk."""
-    return np.concatenate([[0.0], np.where(levels < 0, 0.0, np.asarray(ridge)[np.maximum(levels, 0)])])
-
-
-def _ridge(gram: np.ndarray, rhs: np.ndarray, n: int, pen: np.ndarray) -> np.ndarray:
-    a = gram + n * np.diag(pen)
-    try:
-        return cho_solve(cho_factor(a), rhs)
-    except np.linalg.LinAlgError:  # singular: the networks do not tell the intercept from the scale
-        return np.linalg.lstsq(a, rhs, rcond=None)[0]
-
-
-def _solve(x: np.ndarray, y: np.ndarray, pen: np.ndarray) -> np.ndarray:
-    """Ridge on relative errors: minimise sum((1 - x @ beta / y)^2) + n * sum(pen * beta^2)."""
-    xr = x / y[:, None]
-    return _ridge(xr.T @ xr, xr.sum(axis=0), len(y), pen)
-
-
-def _folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
-    return [np.sort(f) for f in np.array_split(rng.permutation(n), k)]
-
-
-def _choose(x: np.ndarray, y: np.ndarray, levels: np.ndarray, k: int, rng: np.random.Generator) -> tuple[float, ...]:
-    """Ridge strengths per level with the smallest k-fold mean squared relative error: from the middle of the
-    grid, each level in turn moves to its best grid value, until a sweep moves none."""
-    parts = []
-    for test in _folds(len(y), k, rng):
-        train = np.setdiff1d(np.arange(len(y)), test)
-        xr = x[train] / y[train, None]
-        parts.append((xr.T @ xr, xr.sum(axis=0), len(train), x[test], y[test]))
-    losses: dict[tuple[int, ...], float] = {}
-
-    def loss(at: tuple[int, ...]) -> float:
-        if at not in losses:
-            pen = _penalty(levels, tuple(RIDGE_GRID[i] for i in at))
-            losses[at] = sum(float(np.sum(((xt @ _ridge(g, r, n, pen) - yt) / yt) ** 2)) for g, r, n, xt, yt in parts)
-        return losses[at]
-
-    at = (len(RIDGE_GRID) // 2,) * len(LEVELS)
-    for _ in range(4):
-        before = at
-        for level in range(len(LEVELS)):
-            at = min((at[:level] + (i,) + at[level + 1:] for i in range(len(RIDGE_GRID))), key=loss)
-        if at == before:
-            break
-    return tuple(RIDGE_GRID[i] for i in at)
-
-
 @dataclass
 class Adaptation:
     """An adapted table (unsaved) and the cross-validated errors of the model and of scale + offset."""
@@ -244,7 +199,8 @@ class Adaptation:
     adapted_cv_ms: np.ndarray  # each network predicted by the model fitted on the other folds
     baseline_cv_ms: np.ndarray
     ridge: dict[str, float]  # strength per level of LEVELS, chosen on all the measurements
-    folds: int
+    folds: int  # folds used: as asked, or the number of networks (leave-one-out) when there are few
+    scheme: str  # "5-fold" or "leave-one-out"
 
     @property
     def info(self) -> dict:
@@ -258,35 +214,40 @@ class Adaptation:
 
 
 def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 5, seed: int = 0) -> Adaptation:
-    """Fit the ``ridge-op-stage-block`` model of ``table`` to ``measurements``; see the module docstring."""
-    if folds < 2:
-        raise ConfigError(f"cross-validation needs at least 2 folds, but got folds={folds}")
+    """Fit the ``ridge-op-stage-block`` model of ``table`` to ``measurements``; see the module docstring. With
+    fewer than MIN_PER_FOLD * ``folds`` networks the held-out figures are leave-one-out; fewer than MIN_NETWORKS
+    is a DataError."""
     n = len(measurements.archs)
-    if n < MIN_PER_FOLD * folds:
-        raise DataError(f"table adapt needs at least {MIN_PER_FOLD * folds} distinct measured networks for "
-                        f"{folds}-fold cross-validation ({MIN_PER_FOLD} per fold), but {measurements.source} "
-                        f"holds {n}")
+    used = fold_count(n, folds, measurements.source)
     blocks = Blocks.of(table)
     features = blocks.features(np.array([table.space.indices(a) for a in measurements.archs]))
     m, levels = blocks.mapping()
+    g = constraints(m)
     x = np.column_stack([np.ones(n), features @ m])
     raw = table.latency_matrix()[0] + features.sum(axis=1)  # raw block sums: a stored calibration is ignored
     y = measurements.latency_ms
     rng = np.random.default_rng(seed)
-    adapted_cv, baseline_cv = np.empty(n), np.empty(n)
-    for test in _folds(n, folds, rng):
+    with one_blas_thread():
+        parts, adapted_cv = held_out(x, y, levels, g, used, rng)
+        ridge = choose(x, y, levels, g, used, rng)
+        beta = fit(x, y, penalty(levels, ridge), g)
+    baseline_cv = np.empty(n)
+    for test in parts:
         train = np.setdiff1d(np.arange(n), test)
-        ridge = _choose(x[train], y[train], levels, folds, rng)
-        adapted_cv[test] = x[test] @ _solve(x[train], y[train], _penalty(levels, ridge))
         scale, offset = np.polyfit(raw[train], y[train], 1)
         baseline_cv[test] = scale * raw[test] + offset
-    ridge = _choose(x, y, levels, folds, rng)
-    beta = _solve(x, y, _penalty(levels, ridge))
     theta = beta[1:]
     coefficients = m @ theta
-    adapted = _adapted(table, blocks, coefficients, float(theta[0]), float(beta[0]), n)
+    slack = g[0] @ beta - g[1]
+    if not np.all(np.isfinite(beta)) or slack.min() < -1e-9 * max(1.0, float(np.abs(beta).max())):
+        raise DataError(f"table adapt must fit finite coefficients >= {FLOOR} and an intercept >= 0, but the fit to "
+                        f"{measurements.source} missed a bound by {-slack.min():.6g}")
+    # the constrained optimum meets its bounds up to rounding (~1e-16): those are the bounds
+    coefficients, scale = np.maximum(coefficients, FLOOR), max(float(theta[0]), FLOOR)
+    intercept = max(float(beta[0]), 0.0)
+    adapted = _adapted(table, blocks, coefficients, scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
-                        dict(zip(LEVELS, ridge)), folds)
+                        dict(zip(LEVELS, ridge)), used, scheme(used, n))
     group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
     groups = []
     for label in blocks.groups():
@@ -306,10 +267,14 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                                             "every network, are in the intercept (the table scales them by scale, "
                                             "the rest is its calibration offset)",
                   "stage": "output channels and output resolution of a block",
-                  "fit": "ridge on relative errors, one strength per level, chosen by k-fold cross-validation",
-                  "scale": float(theta[0]), "intercept_ms": float(beta[0]), "ridge": result.ridge,
-                  "ridge_grid": list(RIDGE_GRID), "folds": folds, "seed": seed, "groups": groups},
-        "cross_validated": {"folds": folds, "adapted": _known(result.adapted.to_dict()),  # tau of constants: null
+                  "fit": "ridge on relative errors, one strength per level, chosen by cross-validation (k-fold, "
+                         f"leave-one-out below {MIN_PER_FOLD} networks per fold), constrained so that every block "
+                         f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept >= 0",
+                  "scale": scale, "intercept_ms": intercept, "ridge": result.ridge, "ridge_grid": list(RIDGE_GRID),
+                  "folds": used, "folds_asked": folds, "scheme": result.scheme, "seed": seed,
+                  "floor": FLOOR, "at_floor": int(np.sum(coefficients <= FLOOR * (1 + 1e-9))), "groups": groups},
+        "cross_validated": {"folds": used, "scheme": result.scheme,
+                            "adapted": _known(result.adapted.to_dict()),  # tau of constants: null
                             "scale_offset": _known(result.baseline.to_dict())},
     }
     return result

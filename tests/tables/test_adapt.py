@@ -17,7 +17,8 @@ import torch
 import hwnas.training
 from hwnas.space import get_space
 from hwnas.tables import Errors, LookupTable, adapt_table, read_measurements
-from hwnas.tables.adapt import stage_of
+from hwnas.tables.adapt import Blocks, stage_of
+from hwnas.tables.adapt_fit import FLOOR, MIN_NETWORKS, constraints, fit, penalty
 from hwnas.testing import SyntheticEvaluator, synthetic_table
 from cli_helpers import run, one_line_error
 
@@ -136,7 +137,7 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
     assert info["measurements"]["sha256"] == hashlib.sha256((root / "measured.csv").read_bytes()).hexdigest()
     assert info["measurements"]["networks"] == info["measurements"]["rows"] == 160
     model = info["model"]
-    assert model["name"] == "ridge-op-stage-block" and model["folds"] == 5
+    assert model["name"] == "ridge-op-stage-block" and model["folds"] == 5 and model["scheme"] == "5-fold"
     assert set(model["ridge"]) == {"op", "stage", "op_stage", "block"}
     assert all(value in model["ridge_grid"] for value in model["ridge"].values())
     groups = {(g["op"], g["stage"]): g for g in model["groups"]}
@@ -146,7 +147,7 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
     for key, record in loaded.records.items():  # every block carries its coefficient and its source latency
         assert record.latency_ms == pytest.approx(record.extra["coefficient"] * table.records[key].latency_ms, rel=1e-5)
         assert record.extra["source_ms"] == table.records[key].latency_ms
-    assert info["cross_validated"] == {"folds": 5, "adapted": adapted.adapted.to_dict(),
+    assert info["cross_validated"] == {"folds": 5, "scheme": "5-fold", "adapted": adapted.adapted.to_dict(),
                                        "scale_offset": adapted.baseline.to_dict()}
     assert loaded.header["space"] == table.header["space"] and loaded.records.keys() == table.records.keys()
     # the same table as the library's, and it predicts through the usual paths
@@ -208,8 +209,8 @@ BAD = {
     "no latency column": (lambda f: f.rename(columns={"latency_ms": "ms"}),
                           "lacks 'latency_ms' (its columns: arch, ms)"),
     "no arch column": (lambda f: f.drop(columns="arch"), "lacks 'arch'"),
-    "too few networks": (lambda f: f.head(12), "needs at least 25 distinct measured networks for 5-fold "
-                                               "cross-validation (5 per fold), but"),
+    "too few networks": (lambda f: f.head(9), "table adapt needs at least 10 distinct measured networks "
+                                              "(leave-one-out below 25 for 5 folds), but"),
 }
 
 
@@ -260,3 +261,158 @@ def test_an_adapted_table_is_not_validated_on_the_source_device(written):
     out, _ = written
     result = run("validate", out, "--archs", "4")
     assert result.exit_code == 2 and "was adapted to another target from whole-network measurements" in result.output
+
+
+# ----- few measurements, and a target that orders the ops differently from the host ------------------------
+SMALL = get_space("spos", "cifar10", width=0.25)  # 4 ops a layer, 32 block keys: fits in milliseconds
+REORDER = {"shuffle_k3": 3.0, "shuffle_k5": 0.2, "shuffle_k7": 1.0, "xception": 0.2}  # host order reversed
+
+
+def small_target(tmp_path, n, *, factor=REORDER, seed=0, noise=0.02, offset_ms=0.02):
+    """(host table path, MEASURED.csv path, the host table, the target's true latency per op-index array)."""
+    host = synthetic_table(SMALL, device="host", path=tmp_path / "host.jsonl")
+    per_layer = [np.array([host.records[layer.block(op).key].latency_ms * factor[op] for op in layer.op_names])
+                 for layer in SMALL.layers]
+    fixed = sum(host.records[f.block.key].latency_ms for f in SMALL.stem + SMALL.head)
+
+    def truth(idx):
+        return offset_ms + fixed + sum(lat[idx[:, i]] for i, lat in enumerate(per_layer))
+
+    rng, seen = random.Random(seed), {}
+    while len(seen) < n:
+        arch = SMALL.sample(rng)
+        seen.setdefault(str(arch), SMALL.indices(arch))
+    idx = np.array(list(seen.values()))
+    y = truth(idx) * (1 + noise * np.random.default_rng(seed).standard_normal(n))
+    pd.DataFrame({"arch": list(seen), "latency_ms": y}).to_csv(tmp_path / "measured.csv", index=False)
+    return tmp_path / "host.jsonl", tmp_path / "measured.csv", host, truth
+
+
+def assert_loads_everywhere(out, host_path):
+    """The written table: every block latency finite and >= 0 (its coefficient >= FLOOR), it loads, predicts,
+    and the table commands read it."""
+    loaded = LookupTable.load(out)
+    latencies = np.array([r.latency_ms for r in loaded.records.values()])
+    assert np.all(np.isfinite(latencies)) and latencies.min() >= 0
+    assert all(r.extra["coefficient"] >= FLOOR for r in loaded.records.values())
+    idx = random_indices_of(SMALL, 50, seed=9)
+    predicted = loaded.predict_indices(idx)
+    assert np.all(np.isfinite(predicted)) and predicted.min() > 0 and loaded.minimum_latency() >= 0
+    assert loaded.predict(SMALL.from_indices(idx[0])).latency_ms == pytest.approx(predicted[0], rel=1e-9)
+    for command in (("table", "show", out), ("table", "compare", host_path, out, "--archs", "20")):
+        result = run(*command)
+        assert result.exit_code == 0, result.output
+    return loaded
+
+
+def random_indices_of(space, n, seed):
+    rng, seen = random.Random(seed), {}
+    while len(seen) < n:
+        arch = space.sample(rng)
+        seen.setdefault(str(arch), space.indices(arch))
+    return np.array(list(seen.values()))
+
+
+@pytest.mark.parametrize("n", [10, 20, 50])
+def test_a_target_that_orders_ops_differently_adapts_from_few_networks(tmp_path, n):
+    host_path, measured, host, truth = small_target(tmp_path, n)
+    out = tmp_path / "adapted.jsonl"
+    result = run("table", "adapt", host_path, measured, "-o", out, "--format", "json")
+    assert result.exit_code == 0, result.output
+    loaded = assert_loads_everywhere(out, host_path)
+    info = loaded.header["adapted"]
+    scheme = "leave-one-out" if n < 25 else "5-fold"
+    assert info["cross_validated"]["scheme"] == info["model"]["scheme"] == scheme
+    assert info["cross_validated"]["folds"] == (n if n < 25 else 5) and info["model"]["folds_asked"] == 5
+    # the adapted table ranks fresh networks of the target better than the host table does
+    fresh = random_indices_of(SMALL, 300, seed=5)
+    tau_adapted = Errors.of(loaded.predict_indices(fresh), truth(fresh)).kendall_tau
+    tau_host = Errors.of(host.predict_indices(fresh), truth(fresh)).kendall_tau
+    assert tau_adapted > tau_host + 0.2, (tau_adapted, tau_host)
+
+
+def small_problem(tmp_path, n, factor, seed=0):
+    """(x, y, levels, M) of the adapt model for ``n`` measured networks of a target with per-op ``factor``."""
+    from hwnas.tables.adapt import read_measurements as read
+
+    _, measured, host, _ = small_target(tmp_path, n, factor=factor, seed=seed, noise=0.03)
+    m = read(measured, SMALL)
+    blocks = Blocks.of(host)
+    features = blocks.features(np.array([SMALL.indices(a) for a in m.archs]))
+    mapping, levels = blocks.mapping()
+    return np.column_stack([np.ones(n), features @ mapping]), m.latency_ms, levels, mapping
+
+
+def test_the_fit_is_constrained_where_plain_ridge_goes_negative(tmp_path):
+    """An op that costs nothing on the target, a weak ridge and few networks: plain ridge (the fit before the
+    constraint) prices some blocks below zero; the constrained fit is the optimum with every coefficient and
+    the scale >= FLOOR and the intercept >= 0."""
+    x, y, levels, mapping = small_problem(tmp_path, 12, {**REORDER, "shuffle_k5": 0.0})
+    pen = penalty(levels, (1e-8,) * 4)
+    g, h = constraints(mapping)
+    plain = fit(x, y, pen, None)
+    assert (mapping @ plain[1:]).min() < -0.05  # what adapt wrote before: a negative block latency
+    beta = fit(x, y, pen, (g, h))
+    assert (g @ beta - h).min() >= -1e-9 and (mapping @ beta[1:]).min() == pytest.approx(FLOOR)
+    xr = x / y[:, None]
+
+    def objective(b):
+        return float(np.sum((1 - xr @ b) ** 2) + len(y) * np.sum(pen * b ** 2))
+
+    from scipy.optimize import LinearConstraint, minimize
+
+    reference = minimize(objective, np.r_[0, 1, np.zeros(len(plain) - 2)], method="SLSQP",
+                         jac=lambda b: -2 * xr.T @ (1 - xr @ b) + 2 * len(y) * pen * b,
+                         constraints=[LinearConstraint(g, h, np.inf)], options={"maxiter": 1000, "ftol": 1e-14})
+    assert reference.success and (g @ reference.x - h).min() >= -1e-6
+    assert objective(beta) <= objective(reference.x) + 1e-9
+    assert objective(plain) <= objective(beta)  # the constraint costs fit, as it must
+
+
+def test_an_op_that_is_free_on_the_target_gives_a_table_every_command_reads(tmp_path):
+    """Noise-free networks of a target where one op costs nothing: the constraint binds, some blocks are written
+    at the floor (FLOOR times their source latency, never 0 or below), and the table still loads, predicts and
+    is read by the table commands either way round."""
+    host_path, measured, _, _ = small_target(tmp_path, 30, factor={**REORDER, "shuffle_k5": 0.0}, noise=0.0)
+    out = tmp_path / "adapted.jsonl"
+    result = run("table", "adapt", host_path, measured, "-o", out)
+    assert result.exit_code == 0, result.output
+    loaded = assert_loads_everywhere(out, host_path)
+    at_floor = loaded.header["adapted"]["model"]["at_floor"]
+    assert at_floor == sum(r.extra["coefficient"] == FLOOR for r in loaded.records.values()) > 0
+    assert f"({at_floor} at the floor 0.01)" in result.output
+    result = run("table", "compare", out, host_path, "--archs", "20", "--format", "json")
+    assert result.exit_code == 0, result.output
+
+
+def test_few_networks_of_a_scaled_host_move_the_table_gently(tmp_path):
+    """The prior is the host table: 10 networks of a target that is the host times 1.3 (plus 2 % noise) leave
+    the blocks in the host's proportions (the ridge choice at the loss minimum alone spread the coefficients
+    0.56..2.07 here), and the scale + intercept still fit the target."""
+    host_path, measured, _, truth = small_target(tmp_path, 10, factor=dict.fromkeys(REORDER, 1.3), noise=0.02)
+    result = adapt_table(LookupTable.load(host_path), read_measurements(measured, SMALL))
+    coefficients = np.array([r.extra["coefficient"] for r in result.table.records.values()])
+    assert coefficients.max() < 1.1 * coefficients.min(), coefficients
+    fresh = random_indices_of(SMALL, 300, seed=5)
+    assert Errors.of(result.table.predict_indices(fresh), truth(fresh)).mean_abs_pct < 3
+
+
+def test_ten_networks_are_cross_validated_leave_one_out(tmp_path):
+    host_path, measured, _, _ = small_target(tmp_path, MIN_NETWORKS)
+    out = tmp_path / "adapted.jsonl"
+    result = run("table", "adapt", host_path, measured, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "leave-one-out cross-validation (10 folds), fewer than 5 networks per fold for --folds 5" in result.output
+    assert "held-out (leave-one-out) Kendall tau" in result.output
+    info = LookupTable.load(out).header["adapted"]
+    assert info["cross_validated"]["folds"] == info["model"]["folds"] == 10
+    assert info["measurements"]["networks"] == 10
+
+
+def test_nine_networks_are_one_line_exit_2_and_write_nothing(tmp_path):
+    host_path, measured, _, _ = small_target(tmp_path, MIN_NETWORKS - 1)
+    out = tmp_path / "adapted.jsonl"
+    one_line_error(run("table", "adapt", host_path, measured, "-o", out),
+                   f"table adapt needs at least 10 distinct measured networks (leave-one-out below 25 for 5 folds), "
+                   f"but {measured} holds 9")
+    assert not out.exists()

@@ -12,7 +12,10 @@ supernet's path takes at each step:
 - ``e36`` and ``g1``: uniform everywhere, but the shape-changing layers draw
   from a subset of their ops (expansion 3 and 6, whose weights are entangled; or every ungrouped MBConv,
   expansion 1 included, whose depthwise conv works on the input channels rather than on expanded ones);
-- ``uniform``: uniform everywhere (SPOS; `hwnas train --strategy uniform`).
+- ``uniform``: uniform everywhere (SPOS; `hwnas train --strategy uniform`);
+- ``anchored``: `hwnas train --strategy anchored` (`hwnas.training.anchored`): the shape-changing layers draw
+  only their anchors (expansion 3 / 6) for the first quarter of the steps, and their other ops learn to
+  reproduce an anchor's output every step; ``aligned``: the same without the anchor phase.
 
 Run: ``python bench/supernet_start.py [--steps 70] [--dataset fashion-mnist-subset]``. It prints the
 training loss and accuracy of the last ``--window`` steps of each variant, side by side.
@@ -39,7 +42,7 @@ def shape_changing(layer) -> bool:
     return layer.stride != 1 or layer.cin != layer.cout
 
 
-def samplers(space, reference, rng: random.Random) -> dict:
+def samplers(space, reference, rng: random.Random, anchor_steps: int = 0) -> dict:
     def path(pick):
         return lambda: [pick(layer, ref) for layer, ref in zip(space.layers, reference.ops)]
 
@@ -47,7 +50,24 @@ def samplers(space, reference, rng: random.Random) -> dict:
         return path(lambda l, ref: rng.choice([o for o in l.op_names if keep(o)] if shape_changing(l)
                                               else l.op_names))
 
+    def anchored(anchor_steps):
+        from hwnas.training.anchored import anchor_groups
+
+        groups = anchor_groups(space, "entangled")
+        state = {"step": 0}
+
+        def sample():
+            early = state["step"] < anchor_steps
+            state["step"] += 1
+            ops = [rng.choice(groups[i] if early and i in groups else l.op_names) for i, l in enumerate(space.layers)]
+            align = [(i, ops[i] if ops[i] in g else rng.choice(g), [o for o in space.layers[i].op_names if o not in g])
+                     for i, g in groups.items()]
+            return ops, align
+        return sample
+
     return {
+        "anchored": anchored(anchor_steps),
+        "aligned": anchored(0),
         "fixed": path(lambda l, ref: ref),
         "residual": path(lambda l, ref: ref if shape_changing(l) else rng.choice(l.op_names)),
         "shape": path(lambda l, ref: rng.choice(l.op_names) if shape_changing(l) else ref),
@@ -65,6 +85,8 @@ VARIANTS = {
     "e36": "uniform, shape-changing layers e3/e6 only",
     "g1": "uniform, shape-changing layers group-1 MBConv only",
     "uniform": "uniform (SPOS)",
+    "anchored": "--strategy anchored, anchors for the first quarter",
+    "aligned": "--strategy anchored without the anchor phase",
 }
 
 
@@ -78,8 +100,15 @@ def train(name, space, reference, args, config) -> tuple[float, float, float]:
         forward = net
     else:
         net = SuperNet(space)
-        sample = samplers(space, reference, rng)[name]
-        forward = lambda x: net(x, arch=sample())  # noqa: E731
+        sample = samplers(space, reference, rng, anchor_steps=args.steps // 4)[name]
+
+        def forward(x):
+            drawn = sample()
+            if isinstance(drawn, tuple):  # anchored: the path and its alignment; the loss gets the alignment
+                logits, aux = net(x, arch=drawn[0], align=drawn[1])
+                forward.aux = aux
+                return logits
+            return net(x, arch=drawn)
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.horizon)
@@ -88,10 +117,11 @@ def train(name, space, reference, args, config) -> tuple[float, float, float]:
     step, seen, correct, loss_sum, start = 0, 0, 0, 0.0, time.perf_counter()
     while step < args.steps:
         for x, y in loaders.train:
+            forward.aux = None
             out = forward(x)
             loss = criterion(out, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if forward.aux is None else loss + forward.aux).backward()
             opt.step()
             sched.step()
             step += 1
@@ -115,7 +145,7 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=700, help="steps of the cosine schedule (the demo's 700)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(v for v in VARIANTS if v not in ("anchored", "aligned")), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ref = find_reference(args.reference)

@@ -56,7 +56,7 @@ def test_train_eval_retrain(tmp_path):
     (("--dataset", "mnist"), "unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist,"),
     (("--optimizer", "lamb"), "unknown optimizer 'lamb'; known optimizers: adam, rmsprop, sgd"),
     (("--scheduler", "linear"), "unknown scheduler 'linear'; known schedulers: cosine, step"),
-    (("--strategy", "greedy"), "Invalid value for '--strategy': 'greedy' is not one of 'uniform', 'fairness', 'sandwich'."),
+    (("--strategy", "greedy"), "Invalid value for '--strategy': 'greedy' is not one of 'uniform', 'fairness', 'sandwich', 'anchored'."),
     (("--batch-size", "0"), "Invalid value for '--batch-size': must be a finite integer >= 1 and <= 65536, but got '0'"),
     (("--lr", "0"), "Invalid value for '--lr': must be a finite number > 0 and <= 100, but got '0'"),
     (("--lr", "inf"), "Invalid value for '--lr': must be a finite number > 0 and <= 100, but got 'inf'"),

@@ -103,18 +103,26 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool, fmt: str) ->
 
 @click.command("train", epilog=RUN_DIR_LAYOUT)
 @options(*_training_options())
-@click.option("--strategy", type=click.Choice(["uniform", "fairness", "sandwich"]), default=_default("strategy"),
-              show_default=True,
+@click.option("--strategy", type=click.Choice(["uniform", "fairness", "sandwich", "anchored"]),
+              default=_default("strategy"), show_default=True,
               help="Path sampling: uniform (one random path per step), fairness (strict fairness: every op "
-                   "of every layer once per step) or sandwich (the largest path on the labels, the smallest and "
+                   "of every layer once per step), sandwich (the largest path on the labels, the smallest and "
                    "--random-paths random ones on its soft predictions: BigNAS's sandwich rule with in-place "
-                   "distillation); with several paths a step, each parameter's gradient is the mean over the paths "
-                   "that used it. Differentiable supernets are trained by `hwnas search --strategy differentiable`.")
+                   "distillation; with several paths a step, each parameter's gradient is the mean over the paths "
+                   "that used it) or anchored (uniform, but in layers without a residual the ops outside the "
+                   "largest weight-sharing group also learn to reproduce that group's output, and draw only "
+                   "that group for --anchor-epochs). Differentiable supernets are trained by "
+                   "`hwnas search --strategy differentiable`.")
 @click.option("--random-paths", type=Number(int, 0, 100), default=None,
               help="sandwich: random paths per step besides the largest and the smallest [default: 2].")
 @click.option("--distill/--no-distill", default=None,
               help="sandwich: train the smallest and random paths on the largest path's soft predictions "
                    "(in-place distillation) [default: on].")
+@click.option("--anchor-epochs", type=Number(int, 0, 10**6), default=None,
+              help="anchored: first epochs in which layers without a residual draw only their anchor ops "
+                   "[default: 0].")
+@click.option("--align-weight", type=Number(float, 0), default=None,
+              help="anchored: weight of the loss that aligns the other ops with the anchors [default: 1.0].")
 @click.option("--weight-sharing", type=click.Choice(["entangled", "independent"]), default=_default("weight_sharing"),
               show_default=True,
               help="entangled: the MBConv ops of a layer share one set of conv weights (a k3 kernel is the centre "
@@ -130,13 +138,13 @@ def train_command(run_dir: str, progress: bool, fmt: str, **settings: Any) -> No
     A progress bar shows loss, accuracy and images/s; after every epoch one line, a row in log.csv,
     TensorBoard scalars and a checkpoint. Bad settings are refused before anything is written.
     """
-    sandwich = {name: settings.pop(name) for name in ("random_paths", "distill")}
-    given = {name: value for name, value in sandwich.items() if value is not None}
-    if given and settings["strategy"] != "sandwich":
-        raise ConfigError(f"--{next(iter(given)).replace('_', '-')} is a setting of --strategy sandwich, but got "
-                          f"--strategy {settings['strategy']}")
-    if settings["strategy"] == "sandwich":
-        settings["strategy_settings"] = given
+    for strategy, names in (("sandwich", ("random_paths", "distill")), ("anchored", ("anchor_epochs", "align_weight"))):
+        given = {name: value for name in names if (value := settings.pop(name)) is not None}
+        if given and settings["strategy"] != strategy:
+            raise ConfigError(f"--{next(iter(given)).replace('_', '-')} is a setting of --strategy {strategy}, but "
+                              f"got --strategy {settings['strategy']}")
+        if settings["strategy"] == strategy:
+            settings["strategy_settings"] = given
     _run(settings, run_dir=run_dir, progress=progress, fmt=fmt)
 
 

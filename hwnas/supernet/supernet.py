@@ -124,6 +124,32 @@ class LayerChoice(nn.Module):
         module.load_state_dict(state)
         return module
 
+    def weight_groups(self) -> list[list[str]]:
+        """The ops of this layer that share their conv weights *and* have the same convs, group by group
+        (largest first; fbnet: expansion 3 and 6, then expansion 1, which has no expansion conv); every op that
+        holds weights of its own is a group of one."""
+        groups: dict[tuple, list[str]] = {}
+        for name in self.op_names:
+            slices = self.slices.get(name)
+            key = ((next(iter(slices.values())).shared.split("_")[0], tuple(sorted(slices)))
+                   if slices else ("own", name))
+            groups.setdefault(key, []).append(name)
+        return sorted(groups.values(), key=len, reverse=True)
+
+    def alignment(self, x: torch.Tensor, op: str, out: torch.Tensor, anchor: str,
+                  others: Sequence[str]) -> torch.Tensor:
+        """Summed mean squared error between each op of ``others`` and ``anchor`` on this layer's input ``x``
+        (detached: the loss trains only those ops' weights and BN towards the anchor's output, itself detached;
+        ``out``, the output of ``op`` on ``x``, is reused when ``op`` is the anchor)."""
+        x = x.detach()
+        if op == anchor:
+            target = out.detach()
+        else:
+            with torch.no_grad():
+                target = self.run(anchor, x)
+        losses = [nn.functional.mse_loss(self.run(name, x), target) for name in others if name != anchor]
+        return torch.stack(losses).sum() if losses else out.new_zeros(())
+
     def forward(self, x: torch.Tensor, op: str | None = None, weights: torch.Tensor | None = None,
                 skip_zeros: bool = False) -> torch.Tensor:
         if op is not None:
@@ -151,12 +177,28 @@ class SuperNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor, arch: Architecture | str | Sequence[str] | None = None,
-                weights: Sequence[torch.Tensor] | None = None, skip_zeros: bool = False) -> torch.Tensor:
+                weights: Sequence[torch.Tensor] | None = None, skip_zeros: bool = False,
+                align: Sequence[tuple[int, str, Sequence[str]]] | None = None):
         """Single path with ``arch``, or weighted sum with ``weights`` (one 1-D tensor per layer).
 
         ``skip_zeros`` does not run ops whose weight is zero even when that weight needs a gradient: with
-        hard (straight-through) gumbel samples only the sampled op runs, as in GDAS.
+        hard (straight-through) gumbel samples only the sampled op runs, as in GDAS. ``align`` (single path
+        only): (layer index, anchor op, other ops) triples; the forward then returns the logits and the sum
+        of `LayerChoice.alignment` over those layers, on the inputs the path gives them.
         """
+        if align is not None:
+            if arch is None:
+                raise ArchitectureError("SuperNet.forward aligns ops only on a single path (arch=)")
+            arch = self.space.validate(as_architecture(arch))
+            targets = {i: (anchor, others) for i, anchor, others in align}
+            x = self.stem(x)
+            loss = x.new_zeros(())
+            for i, (layer, op) in enumerate(zip(self.layers, arch.ops)):
+                out = layer(x, op=op)
+                if i in targets:
+                    loss = loss + layer.alignment(x, op, out, *targets[i])
+                x = out
+            return self.head(x), loss
         if (arch is None) == (weights is None):
             raise ArchitectureError("SuperNet.forward needs exactly one of arch= or weights=, but got "
                                     f"arch={'set' if arch is not None else None}, "

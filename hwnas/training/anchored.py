@@ -31,6 +31,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
+
 from hwnas.errors import ConfigError
 from hwnas.space import SearchSpace
 from hwnas.supernet.supernet import LayerChoice
@@ -62,14 +64,17 @@ class AnchoredSettings:
 
 
 def anchor_groups(space: SearchSpace, weight_sharing: str) -> dict[int, list[str]]:
-    """Layer index -> its anchor ops, for every layer without a residual that has ops outside its anchors."""
+    """Layer index -> its anchor ops, for every layer without a residual that has ops outside its anchors.
+    (The layers it builds to find the groups draw their initial weights inside a forked RNG: torch's global
+    RNG is left as it was, so a run's initialisation and data order do not depend on this.)"""
     anchors = {}
-    for i, layer in enumerate(space.layers):
-        if layer.stride == 1 and layer.cin == layer.cout:
-            continue
-        groups = LayerChoice(layer, weight_sharing).weight_groups()
-        if len(groups) > 1:
-            anchors[i] = groups[0]
+    with torch.random.fork_rng(devices=[]):
+        for i, layer in enumerate(space.layers):
+            if layer.stride == 1 and layer.cin == layer.cout:
+                continue
+            groups = LayerChoice(layer, weight_sharing).weight_groups()
+            if len(groups) > 1:
+                anchors[i] = groups[0]
     return anchors
 
 

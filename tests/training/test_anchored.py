@@ -39,6 +39,11 @@ def test_fbnet_layers_without_a_residual_are_anchored_on_expansion_3_and_6():
     shape_changing = [i for i, layer in enumerate(space.layers) if layer.stride != 1 or layer.cin != layer.cout]
     assert sorted(anchors) == shape_changing and len(shape_changing) == 5
     assert all(sorted(ops) == ["k3_e3", "k3_e6", "k5_e3", "k5_e6"] for ops in anchors.values())
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    anchor_groups(space, "entangled")
+    assert torch.equal(torch.rand(3), expected), "finding the anchors leaves torch's RNG alone"
 
 
 def test_anchor_epochs_restrict_the_anchored_layers_and_only_them(tmp_path):

@@ -28,6 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from hwnas.judge.agreement import compare
+
 
 def hwnas(*args: str, capture: bool = False) -> tuple[float, str]:
     started = time.perf_counter()
@@ -112,6 +116,18 @@ def main() -> None:
                   f"{sa[0]['top_k_overlap']:<8.2f}{cell(sa_diff[0]) if sa_diff else ''}")
         print(f"{name:<12}verdict: {ranked['verdict']}")
         print(f"{name:<12}noise: {fitted['noise']}")
+    if len(results) > 1:  # the supernets against each other, paired over the same architectures
+        frames = {name: pd.read_csv(work / f"rank-{name}" / "rank.csv").set_index("arch") for name in results}
+        first = next(iter(frames.values()))
+        archs = [a for a in first.index if all(a in f.index for f in frames.values())]
+        scores = {name: f.loc[archs, "supernet_acc_recalibrated_bn"].to_numpy() for name, f in frames.items()}
+        names = list(scores)
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        paired = compare(first.loc[archs, "standalone_test_acc"].to_numpy(), scores, pairs=pairs)
+        print(f"\nsupernets against each other (BN recalibrated, paired over the same {len(archs)} architectures)")
+        for (a, b), diff in paired.differences.items():
+            d = diff["kendall_tau"]
+            print(f"  {a} - {b}: Kendall tau {d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]")
     print()
     for step, s in seconds.items():
         print(f"  {step:<58}{s:8.0f} s")

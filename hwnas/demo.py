@@ -4,7 +4,9 @@
    it is found, else the subset embedded in hwnas), and say which data it is;
 1. profile every block of a small FBNet space on a device into a lookup table (a quick protocol that waits
    for bursts of other work at most ``calm_budget_s`` in all);
-2. train a supernet with uniform single-path sampling, a fixed number of steps whatever the data set;
+2. train a supernet with anchored single-path sampling (`hwnas.training.anchored`: uniform, but the layers without
+   a residual keep one feature space; anchors alone for the first quarter of the epochs), a fixed number of
+   steps whatever the data set;
 3. fit an accuracy predictor on ``predictor_samples`` random architectures scored by the supernet (BN
    recalibrated, about 1 000 validation images each), then evolution at three latency targets (the 20th,
    50th and 80th percentile of the table's latencies of random architectures) scored by the predictor,
@@ -124,7 +126,8 @@ def check(out: Path, settings: DemoSettings) -> _Plan:
                           f"predictor_samples={settings.predictor_samples}")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError(f"threads must be >= 1, but got threads={settings.threads}")
-    config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="uniform", width=settings.width,
+    config = RunConfig(space=settings.space, dataset="fashion-mnist", strategy="anchored",
+                       strategy_settings={"anchor_epochs": settings.epochs // 4}, width=settings.width,
                        epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
                        batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed, eval_paths=2,
                        bn_batches=settings.bn_batches, data_root=settings.data_root, download=settings.download,
@@ -163,7 +166,7 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
     run_dir = out / "supernet"
     start = time.perf_counter()
     threads = configure(settings.threads)
-    log.info("[2/4] training a uniform supernet for %d epochs of %d steps on %s (%dx%d, %d thread(s)) -> %s",
+    log.info("[2/4] training a supernet (anchored sampling) for %d epochs of %d steps on %s (%dx%d, %d thread(s)) -> %s",
              settings.epochs, settings.steps_per_epoch, plan.loaders.dataset, settings.resolution, settings.resolution,
              threads, run_dir)
     train(plan.config, run_dir, on_progress=on_progress)

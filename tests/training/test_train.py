@@ -303,7 +303,7 @@ torch.save(result.strategy.state_dict(), f"{sys.argv[3]}/strategy{result.rank}.p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["uniform", "fairness", "differentiable"])
+@pytest.mark.parametrize("strategy", ["uniform", "fairness", "anchored", "differentiable"])
 def test_distributed_ranks_keep_identical_weights(tmp_path, strategy):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)

@@ -37,6 +37,9 @@ BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                "-o", "ServerAliveCountMax=3")
 _SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?python=(?P<python>.+))?$")
+#: a user or host name: what hostnames, IPv4 addresses, ssh config aliases and login names are made of; never a
+#: leading '-' (ssh would parse it as an option) and no whitespace or control characters
+_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 _LOCAL = re.compile(r"^local(?:\?python=(?P<python>.+))?$")
 
 #: runs on the target: unpack the bundle into a new work directory, check the Python and its libraries,
@@ -70,7 +73,7 @@ class Target:
         """The host-side command line that runs ``argv`` on the target."""
         if self.ssh is None:
             return argv
-        return [*self.ssh, "--", shlex.join(argv)]
+        return [*self.ssh, shlex.join(argv)]
 
 
 def parse_target(text: str) -> Target:
@@ -83,9 +86,14 @@ def parse_target(text: str) -> Target:
         raise ConfigError(f"a target must be local or ssh://[user@]host[:port] (optionally followed by "
                           f"?python=PATH), but got {text!r}")
     user, host, port = match.group("user"), match.group("host"), match.group("port")
+    for part, value in (("user", user), ("host", host)):
+        if value is not None and not _NAME.match(value):
+            raise ConfigError(f"an ssh target's {part} must be letters, digits, '.', '_' and '-', not starting "
+                              f"with '-' (ssh would read it as an option), but got {value!r}")
     url = f"ssh://{user + '@' if user else ''}{host}{':' + port if port else ''}"
     command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
-    ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), f"{user}@{host}" if user else host)
+    # "--" ends ssh's options: the destination is never read as one, whatever client $HWNAS_SSH names
+    ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), "--", f"{user}@{host}" if user else host)
     return Target(url, match.group("python") or "python3", ssh)
 
 

@@ -31,8 +31,8 @@ def space():
 @pytest.mark.parametrize("text, url, python, ssh", [
     ("local", "local", None, None),
     ("local?python=/opt/py/bin/python3", "local", "/opt/py/bin/python3", None),
-    ("ssh://pi@board", "ssh://pi@board", "python3", ["pi@board"]),
-    ("ssh://board:2222?python=/usr/bin/python3.9", "ssh://board:2222", "/usr/bin/python3.9", ["-p", "2222", "board"]),
+    ("ssh://pi@board", "ssh://pi@board", "python3", ["--", "pi@board"]),
+    ("ssh://board:2222?python=/usr/bin/python3.9", "ssh://board:2222", "/usr/bin/python3.9", ["-p", "2222", "--", "board"]),
 ])
 def test_targets_parse(text, url, python, ssh, monkeypatch):
     monkeypatch.delenv("HWNAS_SSH", raising=False)
@@ -52,6 +52,26 @@ def test_targets_parse(text, url, python, ssh, monkeypatch):
 def test_unparsable_targets_are_one_line_errors(text):
     with pytest.raises(ConfigError, match="a target must be local or ssh://"):
         parse_target(text)
+
+
+@pytest.mark.parametrize("text, part, value", [
+    ("ssh://-oProxyCommand=touch pwned@127.0.0.1", "user", "'-oProxyCommand=touch pwned'"),
+    ("ssh://-oProxyCommand=touch_pwned", "host", "'-oProxyCommand=touch_pwned'"),
+    ("ssh://pi@board\nx", "host", "'board\\nx'"),
+    ("ssh://p i@board", "user", "'p i'"),
+])
+def test_user_and_host_that_ssh_would_read_as_options_are_refused(text, part, value):
+    with pytest.raises(ConfigError) as error:
+        parse_target(text)
+    message = str(error.value)
+    assert message == (f"an ssh target's {part} must be letters, digits, '.', '_' and '-', not starting with '-' "
+                       f"(ssh would read it as an option), but got {value}") and "\n" not in message
+
+
+def test_the_destination_follows_the_end_of_ssh_options(monkeypatch):
+    monkeypatch.setenv("HWNAS_SSH", "myssh")
+    command = parse_target("ssh://pi@board.local:22").command(["python3", "-V"])
+    assert command[-3:] == ["--", "pi@board.local", "python3 -V"] and command.count("--") == 1
 
 
 def test_cpus_parse():

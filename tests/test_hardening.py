@@ -168,3 +168,19 @@ def test_a_table_whose_header_names_another_spaces_settings_is_one_line(tmp_path
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "describes a space hwnas cannot build: space 'spos' takes settings" in result.output
     assert "but got expand_always" in result.output and table.records
+
+
+def test_json_output_is_strict_where_a_statistic_is_undefined():
+    """--format json writes null, not NaN or Infinity, which strict parsers (and pandas) refuse."""
+    import json as _json
+
+    from hwnas.cli.output import render
+
+    text = render([{"kendall_tau": float("nan"), "ratio": float("inf"), "n": 3}], "json",
+                  extra={"held_out": {"tau": float("nan")}})
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    data = _json.loads(text, parse_constant=refuse)
+    assert data["rows"] == [{"kendall_tau": None, "ratio": None, "n": 3}] and data["held_out"] == {"tau": None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, extra: dict[str, Any] | 
         data["rows"] = list(rows)
         if footer:
             data["total"] = footer[0] if len(footer) == 1 else list(footer)
-        return json.dumps(data, indent=2, default=str)
+        return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
     frame = pd.DataFrame([*rows, *footer])
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
@@ -28,6 +29,18 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, extra: dict[str, Any] | 
     if extra:
         text = "\n".join(f"{k}: {v}" for k, v in extra.items()) + "\n" + text
     return text
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an undefined statistic, e.g. Kendall tau of a constant) as None, so
+    that ``--format json`` is strict JSON that every parser reads (null, not NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def human(n: float) -> str:

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from hwnas.space.space import SearchSpace
 
 MODEL = "ridge-op-stage-block"
+#: the whole-network latencies (ms) a measurement can be: below 1 ns or above ~3 h is a unit or input error, and
+#: numbers near the float limits would overflow the fit
+MIN_MS, MAX_MS = 1e-6, 1e7
 
 __all__ = ["FLOOR", "LEVELS", "MIN_NETWORKS", "MIN_PER_FOLD", "MODEL", "RIDGE_GRID", "Adaptation", "Blocks",
            "Measurements", "adapt_table", "check_output", "measurements_from_frame", "read_measurements", "stage_of"]
@@ -103,9 +106,9 @@ def measurements_from_frame(frame: pd.DataFrame, space: SearchSpace, *, source: 
             latency = float(value_text)
         except ValueError:
             latency = float("nan")
-        if not np.isfinite(latency) or latency <= 0:
-            raise DataError(f"every latency_ms in {source} must be a finite number > 0, but line {line} has "
-                            + (repr(value_text) if value_text else "none"))
+        if not np.isfinite(latency) or not MIN_MS <= latency <= MAX_MS:
+            raise DataError(f"every latency_ms in {source} must be a finite number from {MIN_MS:g} to {MAX_MS:g} "
+                            f"(1 ns to about 3 h), but line {line} has " + (repr(value_text) if value_text else "none"))
         archs.append(arch)
         latencies.append(latency)
     by_arch: dict[str, list[float]] = {}

@@ -200,9 +200,13 @@ BAD = {
                    "line 5 does not: layer 1 of space 'fbnet' allows ops k3_e1, k3_e1_g2,"),
     "wrong length": (lambda f: edit(f, 0, "arch", f.loc[0, "arch"].rsplit("-", 1)[0]),
                      "line 2 does not: an architecture of space 'fbnet' has one op per layer (22 layers), but got 21"),
-    "zero latency": (lambda f: edit(f, 6, "latency_ms", 0), "must be a finite number > 0, but line 8 has '0'"),
+    "zero latency": (lambda f: edit(f, 6, "latency_ms", 0), "must be a finite number from 1e-06 to 1e+07 (1 ns to "
+                                                            "about 3 h), but line 8 has '0'"),
+    "huge latency": (lambda f: edit(f, 6, "latency_ms", 1e308), "line 8 has '1e+308'"),
+    "denormal latency": (lambda f: edit(f, 6, "latency_ms", 1e-320), "line 8 has '1e-320'"),
     "negative latency": (lambda f: edit(f, 6, "latency_ms", -1.5), "line 8 has '-1.5'"),
-    "missing latency": (lambda f: edit(f, 9, "latency_ms", None), "must be a finite number > 0, but line 11 has none"),
+    "missing latency": (lambda f: edit(f, 9, "latency_ms", None), "must be a finite number from 1e-06 to 1e+07 (1 ns "
+                                                                  "to about 3 h), but line 11 has none"),
     "text latency": (lambda f: edit(f, 9, "latency_ms", "fast"), "line 11 has 'fast'"),
     "infinite latency": (lambda f: edit(f, 9, "latency_ms", "inf"), "line 11 has 'inf'"),
     "missing arch": (lambda f: edit(f, 2, "arch", None), "needs an arch, but line 4 has none"),

@@ -1,7 +1,8 @@
 """Where hwnas writes: output paths checked before any work, and one writer per output at a time.
 
 `check_output_file` / `check_output_dir` refuse, in one line, an empty path, a file where a directory must
-be, a directory where a file must be, and a path below a file, before anything is measured or written.
+be, a directory where a file must be, a path below a file and one whose nearest existing directory this process
+cannot write to, before anything is measured or written.
 `OutputLock` holds an exclusive lock on an output (a table, a run directory, a search directory) for the
 life of its writer: a second writer started beside it gets a one-line error naming the first's process.
 The lock is the operating system's (``flock``), so it is released when the writer exits, however it exits,
@@ -30,6 +31,9 @@ def _check_parents(path: Path, what: str) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"{what} must be in a directory, but {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{what} must be in a directory this process can write to, but {parent} is not "
+                                  f"writable (read-only file system or permissions)")
             return
 
 

@@ -109,9 +109,11 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: 
     architectures are averaged.
     """
     from hwnas.tables import LookupTable
+    from hwnas.outputs import check_output_file
     from hwnas.tables.adapt import adapt_table, check_output, read_measurements
 
     check_output(output, path, measured)
+    check_output_file(output, "the adapted table")
     source = LookupTable.load(path)
     result = adapt_table(source, read_measurements(measured, source.space), folds=folds, seed=seed)
     output.parent.mkdir(parents=True, exist_ok=True)

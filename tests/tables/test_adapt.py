@@ -6,8 +6,10 @@ recover is known.
 """
 
 import hashlib
+import os
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -420,3 +422,23 @@ def test_nine_networks_are_one_line_exit_2_and_write_nothing(tmp_path):
                    f"table adapt needs at least 10 distinct measured networks (leave-one-out below 25 for 5 folds), "
                    f"but {measured} holds 9")
     assert not out.exists()
+
+
+def test_an_unwritable_output_is_refused_before_the_fit(target, tmp_path, monkeypatch):
+    root, _, _, _ = target
+    table, measured = root / "source.jsonl", root / "measured.csv"
+    one_line_error(run("table", "adapt", table, measured, "-o", table / "x.jsonl"),
+                   f"the adapted table must be in a directory, but {table} is a file")
+    import hwnas.tables.adapt as adapt_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the fit must not start")
+
+    monkeypatch.setattr(adapt_module, "adapt_table", never)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "ro" else real_access(p, mode))
+    (tmp_path / "ro").mkdir()
+    one_line_error(run("table", "adapt", table, measured, "-o", tmp_path / "ro" / "out.jsonl"),
+                   f"the adapted table must be in a directory this process can write to, but {tmp_path / 'ro'} is "
+                   f"not writable")
+    assert not list((tmp_path / "ro").iterdir())

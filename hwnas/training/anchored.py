@@ -93,6 +93,9 @@ class AnchoredSampling(Strategy):
         if not self.anchors:
             raise ConfigError(f"anchored sampling found no layer without a residual whose ops hold weights of "
                               f"different kinds in space {space.name!r}: use --strategy uniform")
+        #: per anchored layer, the ops its alignment trains (the same every step)
+        self.others = {i: [op for op in space.layers[i].op_names if op not in anchors]
+                       for i, anchors in self.anchors.items()}
         self.epoch = 0
 
     def begin_epoch(self, epoch: int) -> None:
@@ -111,8 +114,7 @@ class AnchoredSampling(Strategy):
         if self.settings.align_weight > 0:
             for i, anchors in self.anchors.items():
                 anchor = ops[i] if ops[i] in anchors else rng.choice(anchors)
-                others = [op for op in self.space.layers[i].op_names if op not in anchors]
-                align.append((i, anchor, others))
+                align.append((i, anchor, self.others[i]))
         optimizer.zero_grad(set_to_none=True)
         if align:
             logits, aux = model(images, ops, align=align)

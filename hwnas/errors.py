@@ -67,3 +67,7 @@ def require_finite(settings: object) -> None:
         value = getattr(settings, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{field.name} must be a finite number, but got {field.name}={value}")
+
+
+class OutputError(HwnasError):
+    """An output could not be written (a full disk, a read-only file system); what was there before is kept."""

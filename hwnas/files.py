@@ -15,20 +15,27 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from hwnas.errors import OutputError
+
 
 def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], None]) -> Path:
     """Write ``data`` (text, bytes, or a function that writes the file at the path it is given) to ``path``
     through a temporary file beside it that is flushed to disk and then renamed over ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    if callable(data):
-        data(tmp)
-    else:
-        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only file system: no torn temporary left, the old file kept
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path} could not be written ({exc.strerror or exc}); "
+                          f"{'its previous content is unchanged' if path.exists() else 'nothing was written'}") from None
     return path
 
 

@@ -184,3 +184,26 @@ def test_json_output_is_strict_where_a_statistic_is_undefined():
 
     data = _json.loads(text, parse_constant=refuse)
     assert data["rows"] == [{"kendall_tau": None, "ratio": None, "n": 3}] and data["held_out"] == {"tau": None}
+
+
+def test_an_atomic_write_that_fails_leaves_no_temporary_and_the_old_file(tmp_path, monkeypatch):
+    """A full disk while writing: one HwnasError naming the file, no .tmp left, the previous content kept."""
+    import errno
+
+    from hwnas.errors import OutputError
+    from hwnas.files import write_atomic
+
+    out = tmp_path / "t.jsonl"
+    out.write_text("old\n")
+
+    def full(path):
+        path.write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"t.jsonl could not be written \(No space left on device\); its "
+                                          r"previous content is unchanged"):
+        write_atomic(out, full)
+    assert out.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+    with pytest.raises(OutputError, match="nothing was written"):
+        write_atomic(tmp_path / "new.json", full)
+    assert not (tmp_path / "new.json").exists() and not (tmp_path / "new.json.tmp").exists()

@@ -30,8 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("training", "eval_command", "Validation accuracy (%) of subnets of a trained supernet, with inherited "
                                          "weights."),
     "export": ("search", "export", "Write an architecture as JSON, PyTorch weights + build recipe, and ONNX."),
-    "plot": ("search", "plot", "Accuracy vs latency of one or more searches: candidates, Pareto front, target, "
-                               "references."),
+    "plot": ("search", "plot", "Accuracy vs latency (or energy) of one or more searches: candidates, Pareto front, "
+                               "target, references."),
     "predictor": ("predictor", "predictor", "Fit and inspect accuracy predictors (searches of thousands of candidates a "
                                             "second)."),
     "profile": ("profiling", "profile", "Measure every block of a space on a device into a lookup table."),
@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                                "standalone network."),
     "search": ("search", "search", "Search a space for the most accurate architecture under a latency target."),
     "spaces": ("space", "spaces", "List the search spaces: layers, ops per layer and number of architectures."),
-    "table": ("tables", "table", "Inspect, compare and adapt lookup tables."),
+    "table": ("tables", "table", "Inspect, compare, import and adapt lookup tables."),
     "train": ("training", "train_command", "Train a supernet of a search space on a dataset."),
     "validate": ("profiling", "validate", "Measure random whole architectures on the table's device and report how "
                                           "well the table predicts them."),

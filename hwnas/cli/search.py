@@ -35,12 +35,17 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--width", type=WIDTH, default=None, help="Width multiplier (default: the first table's).")
 @click.option("--table", "table_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Lookup table; repeat for several devices. The first constrains, all are reported.")
-@click.option("--target-latency", "target", required=True,
+@click.option("--target-latency", "target", default=None,
               help="Latency target on the first table: 3ms, 2.5ms, 500us, 3 (ms), or a reference architecture's "
                    "name (FBNet-A: its latency on the table, to compare with it at equal latency). A list "
-                   "2ms,3ms,FBNet-A runs a sweep with one sub-directory per target (SEARCH_DIR/target_2ms, ...).")
+                   "2ms,3ms,FBNet-A runs a sweep with one sub-directory per target (SEARCH_DIR/target_2ms, ...). "
+                   "Required unless --max-energy is given.")
 @click.option("--max-macs", default=None, help="Upper bound on MACs per sample, e.g. 300M.")
 @click.option("--max-params", default=None, help="Upper bound on parameters, e.g. 3.5M.")
+@click.option("--max-energy", default=None,
+              help="random and evolution: upper bound on energy per inference on the first table, which must carry "
+                   "energy per block (`hwnas table import`): 2.5mJ, 800uJ, 2.5 (mJ). Alone (no --target-latency) the "
+                   "latency target is the slowest architecture's latency, which bounds nothing.")
 @click.option("--supernet", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Trained supernet run directory whose weights score the candidates (with --predictor: re-score "
                    "the last ones).")
@@ -96,7 +101,8 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
               help="Start again in a SEARCH_DIR that holds a search with another configuration.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path, help="SEARCH_DIR.")
 @format_option
-def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, run_dir,
+def search(strategy_name, space_name, profile_name, width, table_paths, target, max_macs, max_params, max_energy,
+           run_dir,
            predictor_path, rescore, dataset, data_root, download, bn_batches, val_batches, batch_size, eval_device, threads, samples, population,
            generations, parents, mutation_prob, crossover, patience, epochs, warmup_epochs, steps_per_epoch, sampling,
            hw_loss, hc_weight, beta, arch_lr, lr, seed, references, force, output, fmt) -> None:
@@ -112,6 +118,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     """
     from hwnas.errors import ConfigError
     from hwnas.search import STRATEGIES, Constraint, check_table, parse_count, run_search, run_sweep
+    from hwnas.search.constraints import parse_energy
     from hwnas.search.predictor import Predictor, PredictorEvaluator
     from hwnas.search.runner import Rescore, parse_targets
     from hwnas.search.summary import noise_note, summary_row
@@ -120,7 +127,13 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     from hwnas.training import open_evaluator
 
     bounds = {"max_macs": parse_count(max_macs, "MACs") if max_macs is not None else None,
-              "max_params": parse_count(max_params, "params") if max_params is not None else None}
+              "max_params": parse_count(max_params, "params") if max_params is not None else None,
+              "max_energy": parse_energy(max_energy) if max_energy is not None else None}
+    if target is None and max_energy is None:
+        raise ConfigError("a search needs a bound: --target-latency, or --max-energy alone, but got neither")
+    if max_energy is not None and strategy_name == "differentiable":
+        raise ConfigError("--max-energy filters the candidates of random and evolution search, but got --strategy "
+                          "differentiable, whose hardware loss is latency's")
     settings = {k: v for k, v in (("samples", samples), ("population", population), ("generations", generations),
                                   ("parents", parents), ("mutation_prob", mutation_prob), ("crossover", crossover),
                                   ("patience", patience), ("epochs", epochs), ("warmup_epochs", warmup_epochs),
@@ -139,7 +152,10 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
                           f"{strategy_name!r} trains its own supernet")
     tables = [LookupTable.load(p) for p in table_paths]
     space = _search_space(space_name, profile_name, width, tables[0])
-    targets = parse_targets(target, tables[0], space)
+    if target is None:  # energy alone: no latency bound, i.e. the slowest architecture's latency
+        targets = [Constraint(tables[0], 1.0, space=space).maximum_latency() * (1 + 1e-9)]
+    else:
+        targets = parse_targets(target, tables[0], space)
     predictor = Predictor.load(predictor_path) if predictor_path is not None else None
     if predictor is not None:
         predictor.check_for(space)
@@ -199,9 +215,12 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
                    "table each search was constrained by.")
 @click.option("--measured", is_flag=True, help="Measure each Pareto front on its table's device and plot it beside "
                                                "the prediction.")
+@click.option("--x", "x_axis", type=click.Choice(["latency", "energy"]), default="latency", show_default=True,
+              help="The x axis: latency, or energy on tables that carry it (`hwnas table import ... --metric energy`; "
+                   "the target drawn is then the search's --max-energy).")
 @format_option
-def plot(search_dirs, output, tables, measured, fmt) -> None:
-    """Accuracy vs latency of one or more searches: candidates, Pareto front, target, references.
+def plot(search_dirs, output, tables, measured, x_axis, fmt) -> None:
+    """Accuracy vs latency (or energy) of one or more searches: candidates, Pareto front, target, references.
 
     A sweep directory stands for all its targets; several searches (or devices) are overlaid.
     """
@@ -213,8 +232,12 @@ def plot(search_dirs, output, tables, measured, fmt) -> None:
 
     check_output_file(output, "a chart file")
     chart_path(output)
+    if measured and x_axis == "energy":
+        from hwnas.errors import ConfigError
+
+        raise ConfigError("--measured times each front's latency, but got --x energy (hwnas measures no energy)")
     records = [load_search(p) for p in expand_search_dirs(search_dirs)]
-    data = chart_data(records, list(tables) or None)
+    data = chart_data(records, list(tables) or None, x=x_axis)
     if measured:
         with ProgressDisplay() as progress:
             data = measure_front(data, records, on_progress=progress)
@@ -222,7 +245,8 @@ def plot(search_dirs, output, tables, measured, fmt) -> None:
     rows = []
     for s in data.series:
         for i, (arch, ms, acc) in enumerate(zip(s.front_archs, s.front.latency_ms, s.front.accuracy)):
-            row = {"series": s.label, "accuracy": round(float(acc), 3), "predicted_ms": round(float(ms), 4)}
+            row = {"series": s.label, "accuracy": round(float(acc), 3),
+                   ("predicted_ms" if x_axis == "latency" else "energy_mj"): round(float(ms), 4)}
             if s.measured_ms is not None:
                 row["measured_ms"] = round(float(s.measured_ms[i]), 4)
                 row["error_pct"] = round(100 * (float(ms) - float(s.measured_ms[i])) / float(s.measured_ms[i]), 1)

@@ -14,7 +14,7 @@ from hwnas.cli.output import render
 
 @click.group()
 def table() -> None:
-    """Inspect, compare and adapt lookup tables."""
+    """Inspect, compare, import and adapt lookup tables."""
 
 
 @table.command()
@@ -24,6 +24,8 @@ def table() -> None:
 def show(path: Path, sort: str, fmt: str) -> None:
     """Header and per-block records of a table."""
     from hwnas.tables import LookupTable
+    from hwnas.tables.imports import imported_from
+    from hwnas.tables.table import ENERGY
 
     t = LookupTable.load(path)
     rows = [{"key": r.key, "latency_ms": round(r.latency_ms, 4), "raw_ms": round(r.extra.get("raw_ms", r.latency_ms), 4),
@@ -39,6 +41,13 @@ def show(path: Path, sort: str, fmt: str) -> None:
              "dtype": t.header["dtype"], "protocol": t.header["protocol"],
              "reference_level_ms": t.header.get("reference_level_ms"), "calibration": t.header["calibration"],
              "blocks": len(rows)}
+    source = imported_from(t)
+    if source:
+        extra["imported"] = source
+        extra["metrics"] = ", ".join(f"{m} ({v['unit']})" for m, v in t.header["imported"].get("metrics", {}).items())
+    if t.has_energy:
+        for row, r in zip(rows, t.records.values()):
+            row["energy_mj"] = round(r.extra[ENERGY], 6)
     if fmt == "json":
         extra["header"] = t.header
     click.echo(render(rows, fmt, extra=extra))
@@ -83,6 +92,61 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
                "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
                "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}
     click.echo(render(rows, fmt, extra=summary))
+
+
+@table.group(name="import")
+def import_() -> None:
+    """Import a table others published (a device you do not own): `hwnas table import hw-nas-bench FILE ...`."""
+
+
+@import_.command(name="hw-nas-bench")
+@click.argument("source", metavar="[FILE]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--device", required=True,
+              help="A device of FILE: pixel3, raspi4 (measured), eyeriss, fpga (simulated) in the bundled copy.")
+@click.option("--metric", "metrics", multiple=True, type=click.Choice(["latency", "energy"]), default=("latency",),
+              show_default=True,
+              help="What the table carries: latency always (every table predicts it); --metric energy adds the "
+                   "device's energy per block (mJ), for `search --max-energy` and `plot --x energy`.")
+@click.option("--input", "input_name", type=click.Choice(["cifar10", "cifar100", "imagenet"]), required=True,
+              help="Input profile: the CIFAR tables (32x32, 10 or 100 classes) or the ImageNet ones (224x224).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=output_path, required=True,
+              help="The imported table (written atomically).")
+@format_option
+def hw_nas_bench(source: Path, device: str, metrics: tuple[str, ...], input_name: str, output: Path, fmt: str) -> None:
+    """Import HW-NAS-Bench's FBNet tables (per-block latency and energy published for real devices) from its
+    JSON FILE (default: the copy bundled with hwnas, hwnas/tables/published/) as an hwnas table of the FBNet
+    space at width 1.0.
+
+    Every block of the space is mapped to the keys HW-NAS-Bench sums for it (stem, 22 layers, head conv +
+    pooling + classifier), so the table predicts exactly HW-NAS-Bench's figure for every architecture. The
+    header records the source, its digest, the device, metrics and units, and that nothing was measured;
+    `validate` refuses such a table, `table adapt` corrects it from whole networks you measured.
+    """
+    from hwnas.outputs import check_output_file
+    from hwnas.tables.imports import BUNDLED, import_hw_nas_bench
+
+    source = source or BUNDLED
+    check_output_file(output, "the imported table")
+    if output.resolve() == source.resolve():
+        from hwnas.errors import ConfigError
+
+        raise ConfigError(f"the imported table must not replace its source, but -o is {source}")
+    t = import_hw_nas_bench(source, device, input_name, metrics=metrics)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t.save(output)
+    space = t.space
+    rng = random.Random(0)
+    indices = np.array([space.indices(space.sample(rng)) for _ in range(1000)])
+    lat = t.predict_indices(indices)
+    row = {"table": str(output), "device": device, "input": input_name, "blocks": len(t.records),
+           "metrics": ", ".join(t.header["imported"]["metrics"]),
+           "latency_ms_range": f"{t.minimum_latency():.4g}..{float(np.max(lat)):.4g} (1000 random: median "
+                               f"{float(np.median(lat)):.4g})"}
+    if t.has_energy:
+        energy = t.energy_indices(indices)
+        row["energy_mj_median"] = round(float(np.median(energy)), 4)
+    row["source"] = f"{source} (imported, not measured)"
+    click.echo(render([row], fmt))
 
 
 @table.command()

@@ -178,10 +178,14 @@ def measure_archs_against_reference(table: LookupTable, device: Device, archs: l
 
 
 def check_measurable(table: LookupTable) -> None:
-    """Refuse a table adapted from whole-network measurements: no device here times what it predicts."""
+    """Refuse a table adapted from whole-network measurements or imported: no device here times what it predicts."""
     if table.header.get("adapted"):
         raise TableError(f"table {table.path} was adapted to another target from whole-network measurements: it is "
                          f"judged by the cross-validation `hwnas table adapt` reported, not by measuring here")
+    if table.header.get("imported"):
+        raise TableError(f"table {table.path} was imported ({table.header['imported'].get('source', '?')}, device "
+                         f"{table.device_name}), not measured: no device here times what it predicts; measure whole "
+                         f"networks on the device and correct it with `hwnas table adapt`")
 
 
 def validate_table(table: LookupTable, device: Device, *, archs: int = 100, seed: int = 0,

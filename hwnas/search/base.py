@@ -62,6 +62,7 @@ class Candidate:
     origin: str
     estimator: str = "supernet"
     rescored: float | None = None
+    energy_mj: tuple[float | None, ...] = ()  # one per table, like latency_ms; None for a table without energy
 
     @property
     def feasible(self) -> bool:
@@ -187,13 +188,16 @@ class SearchContext:
             costs = self.constraint.costs_indices(indices)
             values = self.constraint.values_indices(indices)
             others = [t.predict_indices(indices) for t in self.tables[1:]]
+            energies = [t.energy_indices(indices) if t.has_energy else None
+                        for t in (self.tables or [self.constraint.table])]
             for row, i in enumerate(new):
                 if str(archs[i]) in self._by_arch:  # listed twice in this call
                     continue
                 latency, macs, params = costs[row]
                 candidate = Candidate(archs[i], float(accuracies[i]),
                                       (float(latency), *(float(o[row]) for o in others)), int(macs), int(params),
-                                      tuple(float(v) for v in values[row]), self.generation, origin, self.estimator)
+                                      tuple(float(v) for v in values[row]), self.generation, origin, self.estimator,
+                                      energy_mj=tuple(None if e is None else float(e[row]) for e in energies))
                 self.candidates.append(candidate)
                 self._by_arch[str(archs[i])] = candidate
                 self._feasible += candidate.feasible

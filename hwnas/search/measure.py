@@ -11,7 +11,7 @@ import numpy as np
 from hwnas.errors import TableError
 from hwnas.profiler.protocol import Protocol
 from hwnas.profiler.session import check_same_device, table_device
-from hwnas.profiler.validate import measure_archs
+from hwnas.profiler.validate import check_measurable, measure_archs
 from hwnas.progress import ProgressCallback
 from hwnas.search.pareto import ChartData
 from hwnas.search.results import SearchRecord
@@ -31,6 +31,7 @@ def measure_front(data: ChartData, records: Sequence[SearchRecord],
             raise TableError(f"measuring the front needs the table file of {s.table!r}, but search {record.path} "
                              f"was run with an in-memory table")
         table = LookupTable.load(entry["path"])
+        check_measurable(table)
         device = table_device(table)
         check_same_device(table, device)
         archs = [table.space.validate(a) for a in s.front_archs]

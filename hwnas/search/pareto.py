@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.search.results import SearchRecord, latency_column
+from hwnas.search.results import SearchRecord, energy_column, latency_column
 
 
 class ParetoFront(NamedTuple):
@@ -85,13 +85,20 @@ class ChartData:
     xlabel: str
     ylabel: str
     title: str
+    x_name: str = "latency"  # what the x axis (Series.latency_ms, ReferenceMark.latency_ms) holds: latency or energy
+    x_unit: str = "ms"
 
 
-def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = None) -> ChartData:
+def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = None, *,
+               x: str = "latency") -> ChartData:
     """The chart of ``records``: for each, the constraining table, or each of ``tables`` (labels; ``"all"``
-    for every table of the search) that it has."""
+    for every table of the search) that it has. ``x`` is ``"latency"`` or ``"energy"`` (each table's energy
+    column, which a search writes for a table that carries energy; the target is then the search's energy bound)."""
     if not records:
         raise ConfigError("a chart needs at least one search directory, but got none")
+    if x not in ("latency", "energy"):
+        raise ConfigError(f"a chart's x axis must be latency or energy, but got {x!r}")
+    column = latency_column if x == "latency" else energy_column
     series: list[Series] = []
     marks: dict[tuple[str, str], ReferenceMark] = {}
     for record in records:
@@ -103,22 +110,27 @@ def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = N
                               f"but got {', '.join(unknown)}")
         frame = record.candidates
         for label in wanted:
-            latency = frame[latency_column(label)].to_numpy(float)
+            if column(label) not in frame:
+                raise ConfigError(f"an energy chart needs each search's energy, but search {record.path} has none on "
+                                  f"table {label!r} (search with a table that carries energy: `hwnas table import "
+                                  f"... --metric energy`)")
+            latency = frame[column(label)].to_numpy(float)
             accuracy = frame["accuracy"].to_numpy(float)
             feasible = frame["feasible"].to_numpy(bool)
             front = pareto_front(np.where(feasible, latency, np.nan), accuracy)
             device = record.devices[label]
             constraining = label == labels[0]
             best = record.best if constraining and record.best is not None else {}
-            best_ms = best.get("latency_ms", {}).get(label)
+            best_ms = best.get("latency_ms" if x == "latency" else "energy_mj", {}).get(label)
+            target = record.target_ms if x == "latency" else record.config.get("max_energy_mj")
             series.append(Series(
                 f"{record.name} ({label})", record.name, label, device, latency, accuracy, feasible, front,
-                tuple(frame["arch"].iloc[front.index]), record.target_ms if constraining else None,
+                tuple(frame["arch"].iloc[front.index]), target if constraining else None,
                 best_ms=None if best_ms is None else float(best_ms),
                 best_accuracy=None if best_ms is None else float(best["accuracy"])))
-            if record.references is not None and latency_column(label) in record.references:
+            if record.references is not None and column(label) in record.references:
                 for _, row in record.references.iterrows():
-                    ms = float(row[latency_column(label)])
+                    ms = float(row[column(label)])
                     if math.isnan(ms):
                         continue
                     acc = float(row["accuracy"]) if not math.isnan(float(row["accuracy"])) else None
@@ -132,5 +144,6 @@ def chart_data(records: Sequence[SearchRecord], tables: Sequence[str] | None = N
     ylabel = {frozenset({True}): "predicted accuracy (%, the predictor the search ran on)",
               frozenset({False}): "validation accuracy (%)"}.get(frozenset(kinds),
                                                                  "accuracy (%) as each search's estimator gives it")
-    return ChartData(tuple(series), tuple(marks.values()), f"latency (ms) on {', '.join(devices)}", ylabel,
-                     "; ".join(spaces))
+    unit = "ms" if x == "latency" else "mJ"
+    return ChartData(tuple(series), tuple(marks.values()), f"{x} ({unit}) on {', '.join(devices)}", ylabel,
+                     "; ".join(spaces), x, unit)

@@ -73,7 +73,7 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
         alone = len(series) == 1
         ax.axvline(target, color=colours[series[0] % len(colours)] if alone else "dimgray", linestyle="--",
                    linewidth=1.2,
-                   label=(f"{data.series[series[0]].label}: " if alone else "") + f"target {target:.3g} ms")
+                   label=(f"{data.series[series[0]].label}: " if alone else "") + f"target {target:.3g} {data.x_unit}")
     ticks = blended_transform_factory(ax.transData, ax.transAxes)
     evaluated = [m for m in data.references if m.accuracy is not None]
     unevaluated = [m for m in data.references if m.accuracy is None]
@@ -89,7 +89,7 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
                 color="dimgray", va="bottom", ha="center")
     ax.set_xlabel(data.xlabel)
     ax.set_ylabel(data.ylabel)
-    ax.set_title(f"accuracy vs latency: {data.title}")
+    ax.set_title(f"accuracy vs {data.x_name}: {data.title}")
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.08, y=0.08)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2 if n > 1 else 1, fontsize=8)

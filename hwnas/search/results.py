@@ -6,7 +6,8 @@
   digest), evaluator; a search resumes only into a directory whose configuration matches;
 - ``candidates.csv``: every evaluated candidate, most accurate first: ``arch``, ``accuracy`` (validation
   accuracy, %), one ``latency_ms[LABEL]`` column per table (LABEL is the table's device name, or its
-  file name when two tables share a device), ``macs``, ``params``, ``feasible``, ``generation``,
+  file name when two tables share a device), one ``energy_mj[LABEL]`` column per table that carries energy
+  (imported from HW-NAS-Bench, say), ``macs``, ``params``, ``feasible``, ``generation``,
   ``origin`` (random / mutation / crossover) and ``eval_index`` (the order of evaluation);
 - ``best.json``: the most accurate feasible candidate, with its space, so `hwnas export` can rebuild it;
 - ``references.csv``: the reference architectures of the space (see `hwnas.search.runner`);
@@ -44,6 +45,10 @@ VOLATILE = ("hwnas",)
 
 def latency_column(label: str) -> str:
     return f"latency_ms[{label}]"
+
+
+def energy_column(label: str) -> str:
+    return f"energy_mj[{label}]"
 
 
 def table_labels(tables: Sequence[LookupTable]) -> list[str]:
@@ -116,6 +121,7 @@ def candidate_rows(candidates: Iterable[Any], labels: Sequence[str]) -> list[dic
     for index, c in enumerate(candidates):
         row: dict[str, Any] = {"arch": str(c.arch), "accuracy": c.accuracy}
         row.update({latency_column(label): ms for label, ms in zip(labels, c.latency_ms)})
+        row.update({energy_column(label): mj for label, mj in zip(labels, c.energy_mj) if mj is not None})
         row.update({"macs": c.macs, "params": c.params, "feasible": c.feasible, "generation": c.generation,
                     "origin": c.origin, "eval_index": index,
                     "estimator": c.estimator if c.rescored is None else f"{c.estimator}, supernet",
@@ -127,9 +133,11 @@ def candidate_rows(candidates: Iterable[Any], labels: Sequence[str]) -> list[dic
 def candidates_frame(candidates: Sequence[Any], labels: Sequence[str]) -> pd.DataFrame:
     """Candidates most accurate first: those re-scored by the supernet first, by that accuracy, then the rest
     (ties: faster on the constraining table, then evaluated earlier)."""
-    columns = ["arch", "accuracy", *map(latency_column, labels), "macs", "params", "feasible", "generation",
+    rows = candidate_rows(candidates, labels)
+    energy = [energy_column(label) for label in labels if any(energy_column(label) in row for row in rows)]
+    columns = ["arch", "accuracy", *map(latency_column, labels), *energy, "macs", "params", "feasible", "generation",
                "origin", "eval_index", "estimator", "rescored_accuracy"]
-    frame = pd.DataFrame(candidate_rows(candidates, labels), columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
     if frame.empty:
         return frame
     return frame.sort_values(["rescored_accuracy", "accuracy", latency_column(labels[0]), "eval_index"],
@@ -140,7 +148,10 @@ def candidates_frame(candidates: Sequence[Any], labels: Sequence[str]) -> pd.Dat
 def best_record(candidate: Any, labels: Sequence[str], config: dict) -> dict:
     return {"kind": "hwnas-search-best", "arch": str(candidate.arch), "ops": list(candidate.arch.ops),
             "accuracy": candidate.accuracy, "estimator": candidate.estimator, "rescored_accuracy": candidate.rescored,
-            "latency_ms": dict(zip(labels, candidate.latency_ms)), "macs": candidate.macs,
+            "latency_ms": dict(zip(labels, candidate.latency_ms)),
+            **({"energy_mj": {label: mj for label, mj in zip(labels, candidate.energy_mj) if mj is not None}}
+               if any(mj is not None for mj in candidate.energy_mj) else {}),
+            "macs": candidate.macs,
             "params": candidate.params, "generation": candidate.generation, "origin": candidate.origin,
             "target_latency_ms": config["target_latency_ms"], "space": config["space"]}
 
@@ -328,5 +339,7 @@ def search_config(*, strategy: Any, seed: int, space: Any, constraint: Any, tabl
     return {"kind": KIND, "version": VERSION, "hwnas": __version__, "strategy": strategy.name,
             "settings": strategy.settings(), "seed": seed, "space": space.describe(),
             "target_latency_ms": constraint.target_ms, "max_macs": constraint.max_macs,
-            "max_params": constraint.max_params, "tables": describe_tables(tables, labels),
+            "max_params": constraint.max_params,
+            **({"max_energy_mj": constraint.max_energy} if constraint.max_energy is not None else {}),
+            "tables": describe_tables(tables, labels),
             "evaluator": evaluator.describe() if evaluator is not None else None, **(extra or {})}

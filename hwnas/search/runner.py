@@ -28,7 +28,7 @@ from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback, report
 from hwnas.search.base import Candidate, SearchContext, SearchStrategy, ranked
 from hwnas.search.constraints import Constraint, check_table, format_ms
-from hwnas.search.results import SearchWriter, latency_column, search_config, table_labels, write_sweep
+from hwnas.search.results import SearchWriter, energy_column, latency_column, search_config, table_labels, write_sweep
 from hwnas.space import REFERENCES, SearchSpace, arch_cost
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable
@@ -83,6 +83,7 @@ class SearchResult:
 
 def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence[LookupTable], target_ms: float,
                evaluator: Evaluator | None, max_macs: float | None = None, max_params: float | None = None,
+               max_energy: float | None = None,
                seed: int = 0, output: str | Path | None = None, force: bool = False, references: bool = True,
                training: RunConfig | None = None, on_progress: ProgressCallback | None = None,
                extra_config: dict | None = None, rescore: Rescore | None = None) -> SearchResult:
@@ -97,7 +98,8 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
         raise ConfigError("a search needs at least one lookup table, but got none")
     if output is not None:
         output = check_output_dir(output, "a search directory")
-    constraint = Constraint(tables[0], target_ms, max_macs=max_macs, max_params=max_params, space=space)
+    constraint = Constraint(tables[0], target_ms, max_macs=max_macs, max_params=max_params, max_energy=max_energy,
+                            space=space)
     for table in tables[1:]:
         check_table(table, space)
     constraint.check_reachable()
@@ -165,6 +167,7 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
     constraints = [Constraint(tables[0], target, max_macs=kwargs.get("max_macs"), max_params=kwargs.get("max_params"),
+                              max_energy=kwargs.get("max_energy"),
                               space=space) for target in targets_ms]
     for constraint in constraints:
         constraint.check_reachable()
@@ -245,6 +248,8 @@ def reference_rows(space: SearchSpace, context: SearchContext, labels: Sequence[
         cost = arch_cost(ref_space, arch)
         row: dict[str, Any] = {"name": ref.name, "arch": str(arch), "in_space": in_space, "accuracy": accuracy}
         row.update({latency_column(label): ms for label, ms in zip(labels, latencies)})
+        row.update({energy_column(label): reference_energy(table, ref_space, arch)
+                    for label, table in zip(labels, context.tables) if table.has_energy})
         row.update({"macs": cost.macs, "params": cost.params, "feasible": feasible})
         rows.append(row)
     return rows
@@ -258,6 +263,14 @@ def reference_latency(table: LookupTable, space: SearchSpace, arch: Any) -> floa
     raw = sum(table.records[k].latency_ms for k in keys)
     cal = table.calibration
     return float(cal.apply(raw) if cal else raw)
+
+
+def reference_energy(table: LookupTable, space: SearchSpace, arch: Any) -> float:
+    """``arch`` of ``space``'s energy (mJ) on ``table``, or NaN when the table lacks a block."""
+    keys = [b.key for _, b in space.blocks(arch, table.header["batch"], table.header["dtype"])]
+    if any(k not in table.records for k in keys):
+        return math.nan
+    return float(sum(table.records[k].extra["energy_mj"] for k in keys))
 
 
 def parse_targets(text: str, table: LookupTable, space: SearchSpace) -> list[float]:

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from hwnas.search.base import ranked
-from hwnas.search.results import latency_column
+from hwnas.search.results import energy_column, latency_column
 from hwnas.search.runner import SearchResult
 
 
@@ -46,6 +46,7 @@ def summary_row(result: SearchResult) -> dict[str, Any]:
     row.update({"best_accuracy": round(score[id(best)], 2), "se": None if se is None else round(se, 2),
                 "lead": round(score[id(best)] - score[id(runner_up)], 2) if runner_up is not None else None,
                 **{latency_column(label): round(ms, 4) for label, ms in zip(result.labels, best.latency_ms)},
+                **{energy_column(label): round(mj, 4) for label, mj in zip(result.labels, best.energy_mj) if mj is not None},
                 "macs": best.macs, "params": best.params, "arch": str(best.arch)})
     return row
 

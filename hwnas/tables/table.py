@@ -72,7 +72,7 @@ class Record:
         """A record from its JSON object; a missing field or a value of the wrong type or range is a TableError
         naming the field and the value."""
         check_fields(data, RECORD_FIELDS, "this one", "a block record", TableError)
-        for name in ("latency_ms", "iqr_ms", *TIMES):
+        for name in ("latency_ms", "iqr_ms", *TIMES, ENERGY):
             value = data.get(name)
             if value is not None and not (_number(value) and 0 <= value < math.inf):
                 raise TableError(f"{name} must be a finite number >= 0, but got {json.dumps(value)}")
@@ -94,6 +94,9 @@ RECORD_FIELDS = {"key": str, "op": str, "op_params": dict, "cin": int, "cout": i
 RECORD_KEYS = {"type", "rel_iqr", *RECORD_FIELDS}
 #: optional times of a record (median, uncorrected time, reference time of its batch): finite and >= 0 when given
 TIMES = ("median_ms", "raw_ms", "reference_ms")
+#: a record's optional energy per call (millijoules): finite and >= 0 when given; a table carries energy when every
+#: record does (imported from a source that publishes it)
+ENERGY = "energy_mj"
 #: the fields of a table header and their JSON types
 HEADER_FIELDS = {"device": dict, "space": dict, "protocol": dict, "batch": int, "dtype": str,
                  "calibration": dict | None}
@@ -141,6 +144,7 @@ class LookupTable:
         self.path = path
         self._space: SearchSpace | None = None
         self._matrix: tuple[float, list[np.ndarray]] | None = None
+        self._energy: tuple[float, list[np.ndarray]] | None = None
 
     # ----- identity -------------------------------------------------------------------------------------
     @property
@@ -253,6 +257,38 @@ class LookupTable:
             total = total + (p * p.new_tensor(lat)).sum()
         cal = self.calibration
         return cal.apply(total) if cal else total
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether every block carries an energy figure (``energy_mj``), so architectures' energy is predicted."""
+        return bool(self.records) and all(r.extra.get(ENERGY) is not None for r in self.records.values())
+
+    def predict_energy(self, arch: Architecture | str | Sequence[str]) -> float:
+        """Energy (mJ) of a whole architecture: the sum of its blocks' (no calibration applies to energy)."""
+        self.require_energy()
+        blocks = self._blocks(arch)
+        self.check_covers(blocks)
+        return float(sum(self.records[b.key].extra[ENERGY] for b in blocks))
+
+    def energy_indices(self, indices: np.ndarray) -> np.ndarray:
+        """Energies (mJ) of many architectures at once, given as an (N, layers) array of op indices."""
+        self.require_energy()
+        if self._energy is None:
+            space, batch, dtype = self.space, self.header["batch"], self.header["dtype"]
+            self.check_space(space)
+            fixed = sum(self.records[f.block.with_(batch=batch, dtype=dtype).key].extra[ENERGY]
+                        for f in space.stem + space.head)
+            self._energy = (fixed, [np.array([self.records[layer.block(op, batch, dtype).key].extra[ENERGY]
+                                              for op in layer.op_names]) for layer in space.layers])
+        fixed, per_layer = self._energy
+        indices = np.asarray(indices)
+        return fixed + sum(e[indices[:, i]] for i, e in enumerate(per_layer))
+
+    def require_energy(self) -> None:
+        if not self.has_energy:
+            raise TableError(f"an energy bound needs a table with energy per block, but {self._name()} "
+                             f"({self.device_name}) holds latency only; `hwnas table import` brings energy where the "
+                             f"source publishes it")
 
     def minimum_latency(self) -> float:
         """The smallest latency any architecture of the space reaches (fastest op in every layer)."""

@@ -171,10 +171,16 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
 @click.option("--details", type=click.Path(dir_okay=False), callback=output_path, default=None,
               help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
                    "with --repeats, each run).")
+@click.option("--export", "export", type=Number(int, 1, 100000), default=None, metavar="N",
+              help="Measure nothing: write N random architectures of the table's space as ONNX files, with a manifest "
+                   "and a measured.csv to fill in on a device hwnas cannot run on, into -o KIT (then `hwnas table adapt "
+                   "TABLE KIT/measured.csv`).")
+@click.option("-o", "--output", type=click.Path(file_okay=False), callback=output_path, default=None,
+              help="With --export: the kit's directory (new or empty).")
 @options(*_target_options())
 @format_option
-def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, target: str | None,
-             pin: str | None, keep: bool, fmt: str) -> None:
+def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, export: int | None,
+             output: Path | None, target: str | None, pin: str | None, keep: bool, fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.
 
     A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
@@ -182,7 +188,15 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     calibrated table, and MACs fitted the same way as the baseline. With --repeats 2 or more, the
     agreement between two measurements of the same networks is printed below them: no predictor can be
     judged closer than that.
+
+    With --export N -o KIT nothing is measured: N random architectures go to KIT as ONNX files to be timed
+    elsewhere (a phone, a board without Python), with a manifest and a measured.csv that `hwnas table adapt`
+    reads back once its latency_ms column is filled in.
     """
+    if export is not None or output is not None:
+        _export_kit(path, export, output, seed, save=save, details=details, repeats=repeats, target=target,
+                    pin=pin, keep=keep, fmt=fmt)
+        return
     import pandas as pd
 
     from hwnas.files import write_atomic
@@ -213,3 +227,32 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
              "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
                             + (" (saved)" if save else "")}
     click.echo(render(report.rows(), fmt, extra=extra))
+
+
+def _export_kit(path: Path, export: int | None, output: Path | None, seed: int, *, save: bool, details: Path | None,
+                repeats: int, target: str | None, pin: str | None, keep: bool, fmt: str) -> None:
+    """`validate --export N -o KIT`: the networks to measure elsewhere, nothing measured here."""
+    from hwnas.errors import ConfigError
+    from hwnas.profiler.kit import ADAPT_NEEDS, check_kit_dir, export_kit
+    from hwnas.tables import LookupTable
+
+    if export is None or output is None:
+        raise ConfigError("--export N and -o KIT go together: the networks to measure elsewhere and where they go, "
+                          f"but got only {'-o' if export is None else '--export'}")
+    here = [name for name, given in (("--save", save), ("--details", details is not None), ("--repeats", repeats != 1),
+                                     ("--on", target is not None), ("--pin", pin is not None), ("--keep", keep))
+            if given]
+    if here:
+        raise ConfigError(f"--export writes networks to be measured elsewhere, but got {here[0]}, which measures here")
+    check_kit_dir(output)  # before the table is read: nothing is written into a kit being filled in
+    table = LookupTable.load(path)
+    with ProgressDisplay() as progress:
+        kit = export_kit(table, export, output, seed=seed, on_progress=progress)
+    row = {"kit": str(output), "networks": len(kit.archs), "table": str(path), "device": table.device_name,
+           "files": "models/net_*.onnx, manifest.json, measured.csv, README.txt",
+           "table_ms": f"{min(kit.predicted_ms):.4g}..{max(kit.predicted_ms):.4g}",
+           "next": f"fill in {output}/measured.csv, then hwnas table adapt {path} {output}/measured.csv -o ADAPTED"}
+    click.echo(render([row], fmt))
+    if len(kit.archs) < ADAPT_NEEDS:
+        click.echo(f"note: `hwnas table adapt` needs {ADAPT_NEEDS} measured networks; this kit holds {len(kit.archs)}",
+                   err=True)

@@ -9,6 +9,7 @@ activations, pooling and residual adds are free. Parameters include BN's affine 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,6 +45,37 @@ def block_cost(block: BlockSpec) -> Cost:
         module = block.op.build(block.cin, block.cout, block.stride).eval()
         example = torch.empty(block.input_shape)
     return count_module(module, example)
+
+
+@lru_cache(maxsize=65536)
+def conv_macs(block: BlockSpec) -> tuple[int, int]:
+    """(dense, depthwise) MACs of one sample through a block: a convolution whose groups equal its input
+    channels (more than one) is depthwise, every other convolution and every linear layer is dense. Their sum
+    is `block_cost`'s MACs for blocks made of convolutions and linear layers."""
+    dense = depthwise = 0
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal dense, depthwise
+        if isinstance(module, nn.Conv2d):
+            macs = output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+            if module.groups > 1 and module.groups == module.in_channels:
+                depthwise += macs
+            else:
+                dense += macs
+        else:
+            dense += output.numel() * module.in_features
+
+    with torch.device("meta"):
+        module = block.op.build(block.cin, block.cout, block.stride).eval()
+        example = torch.empty(block.with_(batch=1).input_shape)
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return dense, depthwise
 
 
 def arch_costs(space: SearchSpace, arch: Architecture | str) -> list[tuple[str, BlockSpec, Cost]]:

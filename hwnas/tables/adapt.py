@@ -1,10 +1,16 @@
 """Adapting a lookup table to a target on which only whole networks can be timed (a vendor's benchmark app,
 a cloud device farm).
 
-Model (``ridge-op-stage-block``): whole-network latency = intercept + sum over the searchable blocks of
-``c[block] * table latency``. A block's coefficient is ``s + u[op] + v[stage] + w[op, stage] + z[block]``,
-where its stage is its output channels and resolution: one common scale ``s`` that is not shrunk, and op,
-stage, op x stage and per-block deviations, each level shrunk towards zero by a ridge penalty of its own.
+Model (``ridge-op-stage-block-macs``): whole-network latency = intercept + sum over the searchable blocks of
+``c[block] * table latency + p_dense * dense MACs + p_dw * depthwise MACs``. A block's coefficient is
+``s + u[op] + v[stage] + w[op, stage] + z[block]``, where its stage is its output channels and resolution: one
+common scale ``s`` that is not shrunk, and op, stage, op x stage and per-block deviations, each level shrunk
+towards zero by a ridge penalty of its own. The prices ``p`` (>= 0, ms per MAC) of a block's dense (1x1 and
+full) and depthwise convolution MACs (`hwnas.space.cost.conv_macs`) are, like ``s``, not shrunk: two numbers
+that a handful of networks determine, which per-block coefficients are not, and which carry what most
+separates a phone's CPU from the x86 host a table was built on, its cost per MAC of each kind (on
+HW-NAS-Bench's Pixel 3 table, the host table with these two prices, fitted by least squares to 10 networks,
+ranked 1000 others with Kendall tau 0.91 against 0.86 for the host table alone).
 So a block the measurements say little about falls back to its op and stage group, the group to its op's
 and stage's effects, and those to the common scale: the prior is the host table times one scale, and few
 measurements move it gently. Where the data say more, each block gets its own. The four ridge strengths are
@@ -29,6 +35,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +46,7 @@ import pandas as pd
 from hwnas.errors import ArchitectureError, ConfigError, DataError
 from hwnas.readers import read_text
 from hwnas.space.architecture import Architecture
+from hwnas.space.cost import conv_macs
 from hwnas.tables.accuracy import Errors
 from hwnas.tables.adapt_fit import (FLOOR, LEVELS, MIN_NETWORKS, MIN_PER_FOLD, RIDGE_GRID, choose, constraints,
                                     fit, fold_count, held_out, one_blas_thread, penalty, scheme)
@@ -47,7 +55,7 @@ from hwnas.tables.table import Calibration, LookupTable, Record
 if TYPE_CHECKING:
     from hwnas.space.space import SearchSpace
 
-MODEL = "ridge-op-stage-block"
+MODEL = "ridge-op-stage-block-macs"
 #: the whole-network latencies (ms) a measurement can be: below 1 ns or above ~3 h is a unit or input error, and
 #: numbers near the float limits would overflow the fit
 MIN_MS, MAX_MS = 1e-6, 1e7
@@ -138,6 +146,7 @@ class Blocks:
 
     keys: list[str]
     labels: list[tuple[str, str]]  # (op, stage) of each key
+    macs: np.ndarray  # (keys, 2): dense and depthwise MACs of each key
     layers: list[list[str]]  # names of the layers each key occurs in
     layer_keys: list[np.ndarray]  # per layer: the key index of each op
     layer_latency: list[np.ndarray]  # per layer: the table latency of each op
@@ -149,7 +158,7 @@ class Blocks:
         index: dict[str, int] = {}
         labels: list[tuple[str, str]] = []
         layers: list[list[str]] = []
-        layer_keys, layer_latency = [], []
+        layer_keys, layer_latency, macs = [], [], []
         for layer in space.layers:
             keys = []
             for op in layer.op_names:
@@ -158,13 +167,15 @@ class Blocks:
                     index[block.key] = len(index)
                     labels.append((op, stage_of(block)))
                     layers.append([])
+                    macs.append(conv_macs(block))
                 if layer.name not in layers[index[block.key]]:
                     layers[index[block.key]].append(layer.name)
                 keys.append(index[block.key])
             layer_keys.append(np.array(keys))
             layer_latency.append(np.array([table.records[layer.block(op, batch, dtype).key].latency_ms
                                            for op in layer.op_names]))
-        return cls(list(index), labels, layers, layer_keys, layer_latency)
+        return cls(list(index), labels, np.array(macs, dtype=float).reshape(-1, 2), layers, layer_keys,
+                   layer_latency)
 
     def features(self, indices: np.ndarray) -> np.ndarray:
         """(N, keys): per architecture, the summed table latency of each of its searchable block keys."""
@@ -173,6 +184,15 @@ class Blocks:
         rows = np.arange(len(indices))
         for i, (keys, latency) in enumerate(zip(self.layer_keys, self.layer_latency)):
             np.add.at(out, (rows, keys[indices[:, i]]), latency[indices[:, i]])
+        return out
+
+    def counts(self, indices: np.ndarray) -> np.ndarray:
+        """(N, keys): per architecture, how many of its searchable blocks each key is."""
+        indices = np.asarray(indices)
+        out = np.zeros((len(indices), len(self.keys)))
+        rows = np.arange(len(indices))
+        for i, keys in enumerate(self.layer_keys):
+            np.add.at(out, (rows, keys[indices[:, i]]), 1.0)
         return out
 
     def groups(self) -> list[tuple[str, str]]:
@@ -223,23 +243,28 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     n = len(measurements.archs)
     used = fold_count(n, folds, measurements.source)
     blocks = Blocks.of(table)
-    features = blocks.features(np.array([table.space.indices(a) for a in measurements.archs]))
+    indices = np.array([table.space.indices(a) for a in measurements.archs])
+    features = blocks.features(indices)
     m, levels = blocks.mapping()
-    g = constraints(m)
-    x = np.column_stack([np.ones(n), features @ m])
+    g = constraints(m, extra=2)
     raw = table.latency_matrix()[0] + features.sum(axis=1)  # raw block sums: a stored calibration is ignored
+    macs = blocks.counts(indices) @ blocks.macs  # (n, 2) dense and depthwise MACs of the searchable blocks
+    # MACs in units whose mean over the networks is their mean raw sum: a price of 1 would explain it all
+    unit = np.where(macs.mean(axis=0) > 0, raw.mean() / np.maximum(macs.mean(axis=0), 1e-300), 0.0)
+    x = np.column_stack([np.ones(n), features @ m, macs * unit])
+    all_levels = np.r_[levels, [-1, -1]]  # the MAC prices, like the scale, are not shrunk
     y = measurements.latency_ms
     rng = np.random.default_rng(seed)
     with one_blas_thread():
-        parts, adapted_cv = held_out(x, y, levels, g, used, rng)
-        ridge = choose(x, y, levels, g, used, rng)
-        beta = fit(x, y, penalty(levels, ridge), g)
+        parts, adapted_cv = held_out(x, y, all_levels, g, used, rng)
+        ridge = choose(x, y, all_levels, g, used, rng)
+        beta = fit(x, y, penalty(all_levels, ridge), g)
     baseline_cv = np.empty(n)
     for test in parts:
         train = np.setdiff1d(np.arange(n), test)
         scale, offset = np.polyfit(raw[train], y[train], 1)
         baseline_cv[test] = scale * raw[test] + offset
-    theta = beta[1:]
+    theta, prices = beta[1:1 + m.shape[1]], np.maximum(beta[1 + m.shape[1]:], 0.0) * unit  # prices: ms per MAC
     coefficients = m @ theta
     slack = g[0] @ beta - g[1]
     if not np.all(np.isfinite(beta)) or slack.min() < -1e-9 * max(1.0, float(np.abs(beta).max())):
@@ -248,7 +273,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     # the constrained optimum meets its bounds up to rounding (~1e-16): those are the bounds
     coefficients, scale = np.maximum(coefficients, FLOOR), max(float(theta[0]), FLOOR)
     intercept = max(float(beta[0]), 0.0)
-    adapted = _adapted(table, blocks, coefficients, scale, intercept, n)
+    adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices, scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
                         dict(zip(LEVELS, ridge)), used, scheme(used, n))
     group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
@@ -266,13 +291,16 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                          measurements.source, "sha256": measurements.sha256, "networks": n,
                          "rows": measurements.rows, "duplicates": "averaged"},
         "model": {"name": MODEL, "formula": "intercept_ms + sum over searchable blocks of (scale + op + stage + "
-                                            "op x stage + block effect) * table latency; stem and head, the same in "
-                                            "every network, are in the intercept (the table scales them by scale, "
+                                            "op x stage + block effect) * table latency + dense_ms_per_mmac * dense "
+                                            "MMACs + depthwise_ms_per_mmac * depthwise MMACs; stem and head, the same "
+                                            "in every network, are in the intercept (the table scales them by scale, "
                                             "the rest is its calibration offset)",
+                  "dense_ms_per_mmac": float(prices[0] * 1e6), "depthwise_ms_per_mmac": float(prices[1] * 1e6),
                   "stage": "output channels and output resolution of a block",
                   "fit": "ridge on relative errors, one strength per level, chosen by cross-validation (k-fold, "
                          f"leave-one-out below {MIN_PER_FOLD} networks per fold), constrained so that every block "
-                         f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept >= 0",
+                         f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept and the MAC prices "
+                         f">= 0",
                   "scale": scale, "intercept_ms": intercept, "ridge": result.ridge, "ridge_grid": list(RIDGE_GRID),
                   "folds": used, "folds_asked": folds, "scheme": result.scheme, "seed": seed,
                   "floor": FLOOR, "at_floor": int(np.sum(coefficients <= FLOOR * (1 + 1e-9))), "groups": groups},
@@ -288,21 +316,24 @@ def _known(figures: dict) -> dict:
     return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in figures.items()}
 
 
-def _scaled(record: Record, c: float) -> Record:
-    extra = {k: (v * c if k in ("median_ms", "raw_ms") and isinstance(v, (int, float)) else v)
+def _scaled(record: Record, c: float, priced_ms: float = 0.0) -> Record:
+    """``record`` at ``c`` times its latency plus ``priced_ms`` (its MACs' price; its IQR only scaled)."""
+    extra = {k: (v * c + priced_ms if k in ("median_ms", "raw_ms") and isinstance(v, (int, float)) else v)
              for k, v in record.extra.items()}
     extra["source_ms"] = record.latency_ms
     extra["coefficient"] = round(c, 6)
-    return replace(record, latency_ms=record.latency_ms * c, iqr_ms=record.iqr_ms * c, extra=extra)
+    extra["macs_ms"] = priced_ms
+    return replace(record, latency_ms=record.latency_ms * c + priced_ms, iqr_ms=record.iqr_ms * c, extra=extra)
 
 
-def _adapted(table: LookupTable, blocks: Blocks, coefficients: np.ndarray, scale: float, intercept: float,
-             fitted_on: int) -> LookupTable:
-    """Every block times its coefficient (stem, head and any block outside the space: the common scale), and the
-    offset that makes the table's calibrated sum equal the model: intercept minus the scaled stem and head."""
+def _adapted(table: LookupTable, blocks: Blocks, coefficients: np.ndarray, priced: np.ndarray, scale: float,
+             intercept: float, fitted_on: int) -> LookupTable:
+    """Every block times its coefficient plus the price of its MACs (``priced``, ms; stem, head and any block
+    outside the space: the common scale), and the offset that makes the table's calibrated sum equal the model:
+    intercept minus the scaled stem and head."""
     index = {key: k for k, key in enumerate(blocks.keys)}
-    records = [_scaled(r, float(coefficients[index[key]]) if key in index else scale)
-               for key, r in table.records.items()]
+    records = [_scaled(r, float(coefficients[index[key]]), float(priced[index[key]])) if key in index else
+               _scaled(r, scale) for key, r in table.records.items()]
     header = copy.deepcopy(table.header)
     adapted = LookupTable(header, records)
     space, batch, dtype = table.space, header["batch"], header["dtype"]
@@ -317,7 +348,8 @@ def check_output(output: str | Path, *inputs: str | Path) -> Path:
     output = Path(output)
     for given in inputs:
         given = Path(given)
-        same = output.resolve() == given.resolve() or (output.exists() and given.exists() and output.samefile(given))
+        same = os.path.realpath(output) == os.path.realpath(given) or (
+            output.exists() and given.exists() and output.samefile(given))  # realpath: a symlink loop is no error
         if same:
             raise ConfigError(f"the adapted table must be written to a file other than its inputs, but -o {output} "
                               f"is the input {given}")

@@ -79,13 +79,15 @@ def penalty(levels: np.ndarray, ridge: tuple[float, ...]) -> np.ndarray:
     return np.concatenate([[0.0], np.where(levels < 0, 0.0, np.asarray(ridge)[np.maximum(levels, 0)])])
 
 
-def constraints(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(G, h) over b = [intercept, theta] with G b >= h: intercept >= 0, s >= FLOOR and every coefficient
-    M theta >= FLOOR."""
-    g = np.zeros((m.shape[0] + 2, m.shape[1] + 1))
+def constraints(m: np.ndarray, extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(G, h) over b = [intercept, theta, prices] with G b >= h: intercept >= 0, s >= FLOOR, every coefficient
+    M theta >= FLOOR and each of the ``extra`` prices (of MACs) >= 0."""
+    rows, cols = m.shape
+    g = np.zeros((rows + 2 + extra, cols + 1 + extra))
     g[0, 0] = g[1, 1] = 1.0
-    g[2:, 1:] = m
-    return g, np.r_[0.0, np.full(m.shape[0] + 1, FLOOR)]
+    g[2:rows + 2, 1:cols + 1] = m
+    g[rows + 2:, cols + 1:] = np.eye(extra)
+    return g, np.r_[0.0, np.full(rows + 1, FLOOR), np.zeros(extra)]
 
 
 def _factor(a: np.ndarray):

@@ -19,7 +19,7 @@ import torch
 import hwnas.training
 from hwnas.space import get_space
 from hwnas.tables import Errors, LookupTable, adapt_table, read_measurements
-from hwnas.tables.adapt import Blocks, stage_of
+from hwnas.tables.adapt import Blocks, measurements_from_frame, stage_of
 from hwnas.tables.adapt_fit import FLOOR, MIN_NETWORKS, constraints, fit, penalty
 from hwnas.testing import SyntheticEvaluator, synthetic_table
 from cli_helpers import run, one_line_error
@@ -128,8 +128,8 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     rows = {row["predictor"]: row for row in printed["rows"]}
-    assert set(rows) == {"table (scale + offset)", "adapted (ridge-op-stage-block)"}
-    assert rows["adapted (ridge-op-stage-block)"]["kendall_tau"] > rows["table (scale + offset)"]["kendall_tau"]
+    assert set(rows) == {"table (scale + offset)", "adapted (ridge-op-stage-block-macs)"}
+    assert rows["adapted (ridge-op-stage-block-macs)"]["kendall_tau"] > rows["table (scale + offset)"]["kendall_tau"]
     assert f"wrote {out}" in result.stderr and printed["output"] == str(out)
     loaded = LookupTable.load(out)
     info = loaded.header["adapted"]
@@ -139,15 +139,17 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
     assert info["measurements"]["sha256"] == hashlib.sha256((root / "measured.csv").read_bytes()).hexdigest()
     assert info["measurements"]["networks"] == info["measurements"]["rows"] == 160
     model = info["model"]
-    assert model["name"] == "ridge-op-stage-block" and model["folds"] == 5 and model["scheme"] == "5-fold"
+    assert model["name"] == "ridge-op-stage-block-macs" and model["folds"] == 5 and model["scheme"] == "5-fold"
     assert set(model["ridge"]) == {"op", "stage", "op_stage", "block"}
     assert all(value in model["ridge_grid"] for value in model["ridge"].values())
     groups = {(g["op"], g["stage"]): g for g in model["groups"]}
     assert len(groups) == 54 and groups["k5_e1", "8ch@32x32"]["layers"] == ["1", "2", "3", "4", "5"]
     assert {key for g in groups.values() for key in g["blocks"]} == {
         layer.block(op).key for layer in SPACE.layers for op in layer.op_names}
-    for key, record in loaded.records.items():  # every block carries its coefficient and its source latency
-        assert record.latency_ms == pytest.approx(record.extra["coefficient"] * table.records[key].latency_ms, rel=1e-5)
+    for key, record in loaded.records.items():  # every block carries its coefficient, MAC price and source latency
+        assert record.extra["macs_ms"] >= 0
+        assert record.latency_ms == pytest.approx(record.extra["coefficient"] * table.records[key].latency_ms
+                                                  + record.extra["macs_ms"], rel=1e-5)
         assert record.extra["source_ms"] == table.records[key].latency_ms
     assert info["cross_validated"] == {"folds": 5, "scheme": "5-fold", "adapted": adapted.adapted.to_dict(),
                                        "scale_offset": adapted.baseline.to_dict()}
@@ -162,7 +164,7 @@ def test_an_adapted_table_adapts_again_and_records_its_history(target, written, 
     out = tmp_path / "again.jsonl"
     result = run("table", "adapt", written[0], root / "measured.csv", "-o", out)
     assert result.exit_code == 0, result.output
-    assert "adapted (ridge-op-stage-block)" in result.output and f"wrote {out}:" in result.output.splitlines()[-1]
+    assert "adapted (ridge-op-stage-block-macs)" in result.output and f"wrote {out}:" in result.output.splitlines()[-1]
     source = LookupTable.load(out).header["adapted"]["source"]
     assert source["path"] == str(written[0].resolve()) and source["adapted"] == LookupTable.load(written[0]).header[
         "adapted"]
@@ -442,3 +444,40 @@ def test_an_unwritable_output_is_refused_before_the_fit(target, tmp_path, monkey
                    f"the adapted table must be in a directory this process can write to, but {tmp_path / 'ro'} is "
                    f"not writable")
     assert not list((tmp_path / "ro").iterdir())
+
+
+def test_a_targets_price_of_depthwise_macs_is_learnt_from_10_networks():
+    """A target that runs everything as the table says but pays extra per depthwise MAC (as a phone's CPU does
+    against an x86 host's): 10 networks recover the price, and the adapted table ranks other networks better
+    than the table scaled by one factor."""
+    from hwnas.space.cost import conv_macs
+
+    table = synthetic_table(SPACE, device="source")
+    price = 2e-8  # ms per depthwise MAC: about a quarter of a typical network's latency
+    def truth(indices):
+        extra = [np.array([conv_macs(layer.block(op))[1] for op in layer.op_names]) for layer in SPACE.layers]
+        return table.predict_indices(indices) + price * sum(e[indices[:, i]] for i, e in enumerate(extra))
+
+    measured = random_indices(10, seed=5)
+    frame = pd.DataFrame({"arch": [str(SPACE.from_indices(i)) for i in measured], "latency_ms": truth(measured)})
+    result = adapt_table(table, measurements_from_frame(frame, SPACE))
+    model = result.info["model"]
+    assert model["depthwise_ms_per_mmac"] == pytest.approx(price * 1e6, rel=0.2)
+    fresh = random_indices(400, seed=6)[200:]
+    raw = table.predict_indices(measured)
+    scale, offset = np.polyfit(raw, truth(measured), 1)
+    plain = Errors.of(scale * table.predict_indices(fresh) + offset, truth(fresh))
+    adapted = Errors.of(result.table.predict_indices(fresh), truth(fresh))
+    assert adapted.kendall_tau > plain.kendall_tau + 0.05 and adapted.mean_abs_pct < 0.5 * plain.mean_abs_pct
+
+
+@pytest.mark.parametrize("space_name", ["fbnet", "proxylessnas", "spos", "single_path_nas"])
+def test_dense_and_depthwise_macs_add_up_to_a_blocks_macs(space_name):
+    from hwnas.space import block_cost
+    from hwnas.space.cost import conv_macs
+
+    space = get_space(space_name, "cifar10", width=0.5)
+    for block in space.all_blocks():
+        dense, depthwise = conv_macs(block)
+        assert dense + depthwise == block_cost(block).macs and min(dense, depthwise) >= 0
+    assert any(conv_macs(b)[1] > 0 for b in space.all_blocks())

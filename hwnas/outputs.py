@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from hwnas.errors import ConfigError, HwnasError
+from hwnas.readers import file_kind
 
 try:
     import fcntl
@@ -37,11 +38,23 @@ def _check_parents(path: Path, what: str) -> None:
             return
 
 
+def _check_existing(path: Path, what: str, directory: bool) -> None:
+    """Refuse a symlink that leads nowhere and an existing path that is neither a regular file nor a directory
+    (a FIFO, a device node, a socket): hwnas never replaces one."""
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{what} must be a path hwnas can write, but {path} is a symlink that leads nowhere (a "
+                          f"loop or a missing target)")
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ConfigError(f"{what} must be a regular {'directory' if directory else 'file'} or a new path, but "
+                          f"{path} is {file_kind(path.stat().st_mode)}, which hwnas never replaces")
+
+
 def check_output_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as an output file: named, not a directory, not below a file."""
+    """``path`` as an output file: named, not a directory, not below a file, not a FIFO, device or symlink loop."""
     if not str(path).strip():
         raise ConfigError(f"{what} must be named, but got an empty path")
     path = Path(path)
+    _check_existing(path, what, directory=False)
     if path.is_dir():
         raise ConfigError(f"{what} must be a file, but {path} is a directory")
     _check_parents(path, what)
@@ -49,10 +62,11 @@ def check_output_file(path: str | os.PathLike, what: str) -> Path:
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as an output directory: named, not a file, not below a file."""
+    """``path`` as an output directory: named, not a file, not below a file, not a symlink loop."""
     if not str(path).strip():
         raise ConfigError(f"{what} must be named, but got an empty path")
     path = Path(path)
+    _check_existing(path, what, directory=True)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} must be a directory, but {path} is a file")
     _check_parents(path, what)

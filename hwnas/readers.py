@@ -16,6 +16,7 @@ import io
 import json
 import math
 import re
+import stat
 import types
 import warnings
 from collections.abc import Mapping
@@ -31,13 +32,34 @@ if TYPE_CHECKING:
 ErrorType = type[HwnasError]
 
 
+#: the largest file hwnas reads as text (a table of every block of a space is well under a megabyte)
+MAX_TEXT_BYTES = 256 * 2**20
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+
+
 def read_text(path: str | Path, what: str, error: ErrorType = HwnasError) -> str:
-    """The file at ``path`` as UTF-8 text (a leading byte-order mark dropped)."""
+    """The file at ``path`` as UTF-8 text (a leading byte-order mark dropped). A missing file, a symlink loop,
+    a directory, a FIFO or device (which would block or never end) and a file over MAX_TEXT_BYTES are refused
+    before anything is read."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise error(f"{what} must exist, but {path} is a symlink that leads nowhere (a loop or a missing target)")
     if not path.exists():
         raise error(f"{what} must exist, but {path} does not")
     if path.is_dir():
         raise error(f"{what} must be a file, but {path} is a directory")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise error(f"{what} must be a regular file, but {path} is {file_kind(mode)}")
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise error(f"{what} must be at most {MAX_TEXT_BYTES // 2**20} MiB, but {path} holds {size / 2**20:.0f} MiB")
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -207,3 +207,60 @@ def test_an_atomic_write_that_fails_leaves_no_temporary_and_the_old_file(tmp_pat
     with pytest.raises(OutputError, match="nothing was written"):
         write_atomic(tmp_path / "new.json", full)
     assert not (tmp_path / "new.json").exists() and not (tmp_path / "new.json.tmp").exists()
+
+
+@pytest.fixture
+def special(tmp_path):
+    """A FIFO, a symlink loop and a dangling symlink beside a real table (nothing here ever opens the FIFO)."""
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+    os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+    os.symlink(tmp_path / "missing", tmp_path / "dangling")
+    from hwnas.testing import synthetic_table
+
+    synthetic_table(get_space("fbnet", "cifar10", width=0.25), path=tmp_path / "t.jsonl")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, message", [("fifo", "is a FIFO"), ("loop-a", "symlink that leads nowhere"),
+                                           ("dangling", "symlink that leads nowhere"), ("/dev/zero", "character device")])
+def test_inputs_that_are_not_regular_files_are_one_line(special, name, message):
+    from cli_helpers import one_line_error
+
+    path = name if name.startswith("/") else special / name
+    one_line_error(run("table", "show", path), message)
+    one_line_error(run("table", "adapt", special / "t.jsonl", path, "-o", special / "out.jsonl"), message)
+    assert not (special / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["table", "import", "hw-nas-bench", "--device", "pixel3", "--input", "cifar10", "-o", "{fifo}"], "is a FIFO"),
+    (["table", "import", "hw-nas-bench", "--device", "pixel3", "--input", "cifar10", "-o", "{loop}"],
+     "leads nowhere"),
+    (["profile", "--space", "fbnet", "--input", "cifar10", "--width", "0.25", "-o", "/dev/null"], "character device"),
+    (["validate", "{table}", "--details", "{fifo}"], "is a FIFO"),
+    (["validate", "{table}", "--details", "{table}"], "--details must name a file other than the table"),
+    (["validate", "{table}", "--export", "3", "-o", "{loop}"], "leads nowhere"),
+])
+def test_outputs_that_are_not_regular_files_are_never_replaced(special, args, message):
+    from cli_helpers import one_line_error
+
+    before = {p.name: (p.is_symlink(), p.stat().st_mode if p.exists() else None) for p in special.iterdir()}
+    one_line_error(run(*[a.format(fifo=special / "fifo", loop=special / "loop-a", table=special / "t.jsonl") for a in args]), message)
+    assert {p.name: (p.is_symlink(), p.stat().st_mode if p.exists() else None) for p in special.iterdir()} == before
+
+
+def test_a_chart_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hwnas.search.pareto import ChartData
+    from hwnas.search.plot import draw_chart
+
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"keep me")
+    os.symlink(elsewhere, tmp_path / "chart.png")
+    draw_chart(ChartData((), (), "latency (ms)", "accuracy (%)", "empty"), tmp_path / "chart.png")
+    assert elsewhere.read_bytes() == b"keep me"
+    assert not (tmp_path / "chart.png").is_symlink() and (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("*.tmp"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+import os
 from pathlib import Path
 
 import click
@@ -205,12 +206,16 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     from hwnas.profiler.validate import check_measurable, validate_table
     from hwnas.tables import LookupTable
 
+    if details is not None:  # refused now, not after every architecture was measured
+        check_output_file(details, "--details")
+        if os.path.realpath(details) == os.path.realpath(path):
+            from hwnas.errors import ConfigError
+
+            raise ConfigError(f"--details must name a file other than the table it validates, but got {details}")
     t = LookupTable.load(path)
     check_measurable(t)
     device = table_device(t)
     target, cpus, keep = _target(target, pin, keep)
-    if details is not None:  # refused now, not after every architecture was measured
-        check_output_file(details, "--details")
     # --save rewrites the table: no other writer meanwhile
     with file_lock(path, "table") if save else nullcontext(), ProgressDisplay() as progress:
         report = validate_table(t, device, archs=archs, seed=seed, repeats=repeats, on_progress=progress,

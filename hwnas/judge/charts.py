@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hwnas.files import write_atomic
 from hwnas.search.plot import chart_path, new_figure
 
 
@@ -54,7 +55,7 @@ def draw_rank_chart(rows: pd.DataFrame, agreement: dict[str, dict[str, dict]], p
     axes[0].set_ylabel("stand-alone accuracy (%, test split)")
     fig.suptitle(title, fontsize=10)
     fig.legend(loc="outside lower center", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=dpi)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:]))  # a symlink is replaced
     return path
 
 
@@ -131,7 +132,7 @@ def draw_report_chart(rows: pd.DataFrame, latency: str, path: str | Path, *, tit
         forest.set_title("at equal latency", fontsize=10)
         forest.grid(True, axis="x", alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, frameon=False, ncols=2)
-    fig.savefig(path, dpi=dpi)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:]))  # a symlink is replaced
     return path
 
 

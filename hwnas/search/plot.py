@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hwnas.files import write_atomic
 from hwnas.errors import ConfigError
 from hwnas.search.pareto import ChartData
 
@@ -94,5 +95,5 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
     ax.margins(x=0.08, y=0.08)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2 if n > 1 else 1, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:]))  # a symlink is replaced
     return path

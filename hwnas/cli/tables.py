@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def show(path: Path, sort: str, fmt: str) -> None:
              "reference_level_ms": t.header.get("reference_level_ms"), "calibration": t.header["calibration"],
              "blocks": len(rows)}
     source = imported_from(t)
-    if source:
+    if source:  # nothing was measured: no CPU, threads, protocol or reference level to show
+        for name in ("cpu", "threads", "protocol", "reference_level_ms"):
+            extra.pop(name)
         extra["imported"] = source
         extra["metrics"] = ", ".join(f"{m} ({v['unit']})" for m, v in t.header["imported"].get("metrics", {}).items())
     if t.has_energy:
@@ -127,7 +130,7 @@ def hw_nas_bench(source: Path, device: str, metrics: tuple[str, ...], input_name
 
     source = source or BUNDLED
     check_output_file(output, "the imported table")
-    if output.resolve() == source.resolve():
+    if os.path.realpath(output) == os.path.realpath(source):
         from hwnas.errors import ConfigError
 
         raise ConfigError(f"the imported table must not replace its source, but -o is {source}")

@@ -267,3 +267,28 @@ def test_an_energy_chart_needs_energy(energy_tables):
     one_line_error(run("plot", root / "s", "--x", "energy", "--measured", "-o", root / "c.png"),
                    "--measured times each front's latency")
     assert not (root / "c.png").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_search_and_report_on_an_imported_table_with_a_real_supernet(tmp_path):
+    """The whole path a user without the phone takes: import the Pixel 3's CIFAR-10 table, search on it with a
+    (tiny, one-epoch, synthetic-data) fbnet supernet of that space, and retrain what it found in `report`."""
+    from hwnas.testing import tiny_supernet_run
+
+    supernet = tiny_supernet_run(tmp_path / "supernet", space="fbnet", width=1.0, synthetic_size=16, batch_size=8)
+    assert run("table", "import", "hw-nas-bench", "--device", "pixel3", "--input", "cifar10",
+               "-o", tmp_path / "p3.jsonl").exit_code == 0
+    table = LookupTable.load(tmp_path / "p3.jsonl")
+    target = float(np.percentile([table.predict(a).latency_ms for a in architectures(table.space, 200)], 30))
+    found = run("search", "--space", "fbnet", "--table", tmp_path / "p3.jsonl", "--target-latency", f"{target:.4f}ms",
+                "--supernet", supernet, "--strategy", "random", "--samples", "3", "--val-batches", "1",
+                "--no-references", "-o", tmp_path / "s")
+    assert found.exit_code == 0, found.output
+    best = json.loads((tmp_path / "s" / "best.json").read_text())
+    assert best["latency_ms"]["pixel3"] <= target
+    assert best["latency_ms"]["pixel3"] == pytest.approx(source_sum(best["ops"], "pixel3_latency", "cifar10"))
+    reported = run("report", tmp_path / "s", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
+                   "--no-progress", "--threads", "1", "--random", "0", "--no-references", "-o", tmp_path / "r")
+    assert reported.exit_code == 0, reported.output
+    frame = pd.read_csv(tmp_path / "r" / "report.csv")
+    assert frame["latency_ms[pixel3]"].tolist() == pytest.approx([best["latency_ms"]["pixel3"]])

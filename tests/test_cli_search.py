@@ -134,6 +134,20 @@ def test_plot_and_export(tables, tmp_path, fake_supernet):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "pareto.png").read_bytes().startswith(b"\x89PNG")
     assert "4 series" in result.output and "evo (phone)" in result.output
+    # size, resolution, title, log axis; and the caller's matplotlib backend is left as it was
+    import struct
+
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    result = run("plot", tmp_path / "evo", "--size", "6x4", "--dpi", "80", "--title", "mine", "--log-x",
+                 "-o", tmp_path / "small.png")
+    assert result.exit_code == 0, result.output
+    assert struct.unpack(">II", (tmp_path / "small.png").read_bytes()[16:24]) == (480, 320)
+    assert matplotlib.get_backend() == before
+    for size in ("6", "0x4", "nanx4", "6x4x2"):
+        one_line_error(run("plot", tmp_path / "evo", "--size", size, "-o", tmp_path / "bad.png"), "--size must be")
+    assert not (tmp_path / "bad.png").exists()
     result = run("export", tmp_path / "evo", "--no-onnx", "-o", tmp_path / "model")
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "model" / "model.json").read_text())

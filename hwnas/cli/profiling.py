@@ -17,7 +17,9 @@ from hwnas.profiler.protocol import STATISTICS, Protocol
 
 
 def _protocol_default(name: str, scale: float = 1.0):
-    return default_of(Protocol, name) * scale
+    """The protocol's default in the option's unit, a whole number shown as one (``[default: 7]``, not 7.0)."""
+    value = default_of(Protocol, name) * scale
+    return int(value) if float(value).is_integer() else value
 
 
 def _target_options():

@@ -218,8 +218,13 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
 @click.option("--x", "x_axis", type=click.Choice(["latency", "energy"]), default="latency", show_default=True,
               help="The x axis: latency, or energy on tables that carry it (`hwnas table import ... --metric energy`; "
                    "the target drawn is then the search's --max-energy).")
+@click.option("--dpi", type=Number(int, 20, 1200), default=150, show_default=True, help="Resolution of a .png chart.")
+@click.option("--size", default=None, metavar="WxH",
+              help="Width and height in inches, e.g. 6x4 (default: 9 wide, 6.5 high, taller with more series).")
+@click.option("--title", default=None, help="The chart's title (default: what is plotted, the space and input).")
+@click.option("--log-x", is_flag=True, help="A logarithmic x axis.")
 @format_option
-def plot(search_dirs, output, tables, measured, x_axis, fmt) -> None:
+def plot(search_dirs, output, tables, measured, x_axis, dpi, size, title, log_x, fmt) -> None:
     """Accuracy vs latency (or energy) of one or more searches: candidates, Pareto front, target, references.
 
     A sweep directory stands for all its targets; several searches (or devices) are overlaid.
@@ -232,6 +237,7 @@ def plot(search_dirs, output, tables, measured, x_axis, fmt) -> None:
 
     check_output_file(output, "a chart file")
     chart_path(output)
+    inches = _chart_size(size) if size is not None else None
     if measured and x_axis == "energy":
         from hwnas.errors import ConfigError
 
@@ -241,7 +247,7 @@ def plot(search_dirs, output, tables, measured, x_axis, fmt) -> None:
     if measured:
         with ProgressDisplay() as progress:
             data = measure_front(data, records, on_progress=progress)
-    draw_chart(data, output)
+    draw_chart(data, output, dpi=dpi, size=inches, title=title, log_x=log_x)
     rows = []
     for s in data.series:
         for i, (arch, ms, acc) in enumerate(zip(s.front_archs, s.front.latency_ms, s.front.accuracy)):
@@ -346,3 +352,17 @@ def _differentiable_data(space, run_dir, dataset, data_root, download, device) -
     if dataset == "synthetic":
         training["synthetic_like"] = space.profile.name
     return {**training, **environment}
+
+
+def _chart_size(text: str) -> tuple[float, float]:
+    """``"6x4"`` -> (6.0, 4.0): width and height in inches, each finite and in 1..100."""
+    from hwnas.errors import ConfigError
+
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        width, height = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--size must be WIDTHxHEIGHT in inches such as 6x4, but got {text!r}") from None
+    if not all(1 <= v <= 100 for v in (width, height)):  # also refuses nan and inf
+        raise ConfigError(f"--size must be between 1x1 and 100x100 inches, but got {text!r}")
+    return width, height

@@ -28,7 +28,8 @@ def _d(name: str) -> Any:
     return default_of(Recipe, name)
 
 
-def _recipe_options() -> list:
+def _recipe_options(command: str) -> list:
+    """The options of a stand-alone training recipe, worded for ``command`` (rank or report)."""
     from hwnas.training.config import DEVICES
     from hwnas.training.optim import OPTIMIZERS, SCHEDULERS
 
@@ -38,15 +39,17 @@ def _recipe_options() -> list:
         click.option("--steps-per-epoch", type=Number(int, 0, 10**9), default=_d("steps_per_epoch"), show_default=True,
                      help="Training steps per epoch (0: one pass over the training split)."),
         click.option("--batch-size", type=BATCH, default=_d("batch_size"), show_default=True),
-        click.option("--optimizer", default=_d("optimizer"), show_default=True, help=f"One of {', '.join(OPTIMIZERS)}."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS.names()), default=_d("optimizer"), show_default=True),
         click.option("--lr", type=Number(float, 0, 100, low_open=True), default=_d("lr"), show_default=True),
         click.option("--momentum", type=Number(float, 0, 1, high_open=True), default=_d("momentum"), show_default=True),
         click.option("--weight-decay", type=Number(float, 0, 1), default=_d("weight_decay"), show_default=True),
-        click.option("--scheduler", default=_d("scheduler"), show_default=True, help=f"One of {', '.join(SCHEDULERS)}."),
+        click.option("--scheduler", type=click.Choice(SCHEDULERS.names()), default=_d("scheduler"), show_default=True),
         click.option("--label-smoothing", type=Number(float, 0, 1, high_open=True), default=_d("label_smoothing"),
                      show_default=True),
         click.option("--seed", type=SEED, default=_d("seed"), show_default=True,
-                     help="Seeds every training alike (and the choice of architectures of `rank`)."),
+                     help="Seeds every training alike" + (" and the choice of the architectures."
+                                                            if command == "rank" else
+                                                            " and the choice of the random architectures (--random).")),
         click.option("--seeds", type=Number(int, 1, 100), default=1, show_default=True,
                      help="Trainings of every architecture, seeded --seed, --seed + 1, ...: its accuracy is their "
                           "mean, and the CSV gives their standard deviation (a single training's accuracy varies by "
@@ -57,7 +60,8 @@ def _recipe_options() -> list:
         click.option("--device", type=click.Choice(DEVICES), default=_d("device"), show_default=True,
                      help="Torch device of the trainings (cuda: process r uses GPU LOCAL_RANK)."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
-                     help="Dataset folder [default: the supernet run's]."),
+                     help="Dataset folder [default: the supernet run's]." if command == "rank" else
+                     "Dataset folder [default: that of the supernet the first search was scored with]."),
         threads_option,
         click.option("--chart", type=click.Path(dir_okay=False), default=None,
                      help="Chart file (.png, .svg, .pdf) [default: OUT/rank.png or OUT/report.png]."),
@@ -112,7 +116,7 @@ def _main_process() -> bool:
               help="Lookup table of the run's space (repeatable): a latency column per table in rank.csv.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), callback=output_path,
               metavar="RANK_DIR", help="Ranking directory (created, or resumed if it holds this ranking).")
-@options(*_recipe_options())
+@options(*_recipe_options("rank"))
 def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, archs_from: tuple[str, ...],
          pool_seed: int | None, predictor_path: str | None, bn_batches: int | None, val_batches: int | None,
          table_paths: tuple[str, ...], output: Path, data_root: str | None, threads: int | None, chart: str | None,
@@ -192,7 +196,7 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
                    "recipe: the found one is compared with the best of them (0: none).")
 @click.option("--band", type=Number(float, 0, 1, low_open=True, high_open=True), default=0.05, show_default=True,
               help="The share of the found architecture's latency within which a random one counts as equal.")
-@options(*_recipe_options())
+@options(*_recipe_options("report"))
 def report(searches: tuple[str, ...], output: Path, references: bool, reference_names: tuple[str, ...], measured: bool,
            random_archs: int, band: float,
            data_root: str | None, threads: int | None, chart: str | None, progress: bool, fmt: str, seeds: int,

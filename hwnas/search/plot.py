@@ -1,4 +1,4 @@
-"""Drawing a `ChartData` (from `hwnas.search.pareto`) with matplotlib's Agg backend.
+"""Drawing a `ChartData` (from `hwnas.search.pareto`) with matplotlib, on a figure of its own (no pyplot).
 
 Per series, one colour: all candidates faint (infeasible ones as crosses), the Pareto front bold (earlier
 series drawn wider underneath, so fronts that coincide stay visible), the returned architecture as a large
@@ -28,21 +28,23 @@ def chart_path(path: str | Path) -> Path:
 
 
 def new_figure(size: tuple[float, float]):
-    """A matplotlib figure on the Agg backend (no display needed) and the colours every hwnas chart uses."""
+    """A matplotlib figure of its own (no pyplot: no display needed, and the user's backend is left as it is)
+    and the colours every hwnas chart uses."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     return Figure(figsize=size, layout="constrained"), matplotlib.colormaps["tab10"].colors
 
 
-def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
-    """Write the chart to ``path``; the extension (.png, .svg or .pdf) picks the format."""
+def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150, size: tuple[float, float] | None = None,
+               title: str | None = None, log_x: bool = False) -> Path:
+    """Write the chart to ``path``; the extension (.png, .svg or .pdf) picks the format. ``size`` is (width,
+    height) in inches (default 9 wide, taller with more series), ``title`` replaces the generated one,
+    ``log_x`` draws the x axis on a log scale."""
     path = chart_path(path)
     from matplotlib.transforms import blended_transform_factory
 
-    fig, colours = new_figure((9, 6.5 + 0.25 * max(0, len(data.series) - 2)))
+    fig, colours = new_figure(size or (9, 6.5 + 0.25 * max(0, len(data.series) - 2)))
     ax = fig.add_subplot()
     # a target shared by several series is drawn once, in grey; one series' own target in its colour
     owners: dict[float, list[int]] = {}
@@ -90,7 +92,14 @@ def draw_chart(data: ChartData, path: str | Path, *, dpi: int = 150) -> Path:
                 color="dimgray", va="bottom", ha="center")
     ax.set_xlabel(data.xlabel)
     ax.set_ylabel(data.ylabel)
-    ax.set_title(f"accuracy vs {data.x_name}: {data.title}")
+    ax.set_title(title if title is not None else f"accuracy vs {data.x_name}: {data.title}")
+    if log_x:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.5, 2, 30: not 5x10^-1
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.08, y=0.08)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2 if n > 1 else 1, fontsize=8)

@@ -4,7 +4,8 @@ On disk it is JSON Lines: a header line (``"type": "header"``: schema version, t
 fingerprint, space description, measurement protocol, calibration) and then one ``"type": "block"`` line
 per block key. Records are appended one by one with flush + fsync, so a killed profiling run loses at
 most the line it was writing, and that truncated line is dropped with a warning on load.
-``pandas.read_json(path, lines=True)`` reads the file; nothing is ever pickled.
+``LookupTable.load(path).to_pandas()`` gives the records as a DataFrame, and so does pandas alone:
+``pd.read_json(path, lines=True).query("type == 'block'").dropna(axis=1, how="all")``; nothing is ever pickled.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import numpy as np
 
 from hwnas import __version__
 from hwnas.errors import HwnasError, TableError
-from hwnas.files import append_line, dump_json, write_atomic
+from hwnas.files import dump_json, write_atomic
 from hwnas.readers import check_fields, read_json_lines
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.block import BlockSpec
+from hwnas.tables.writer import TableWriter  # noqa: F401  (re-exported: tables are written through it)
 
 if TYPE_CHECKING:
     import torch
@@ -302,6 +304,13 @@ class LookupTable:
         data = json.dumps([self.header, [r.to_json() for r in self.records.values()]], sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
+    def to_pandas(self):
+        """One row per block record with the file's columns, in the table's order (from the file alone:
+        ``pd.read_json(path, lines=True).query("type == 'block'").dropna(axis=1, how="all")``)."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_json() for r in self.records.values()]).drop(columns="type")
+
     # ----- I/O ------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "LookupTable":
@@ -359,35 +368,3 @@ def _check_calibration(calibration: dict | None, path: Path, line: int) -> None:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[1:-1] if isinstance(exc, KeyError) and text.startswith("'") else text
-
-
-class TableWriter:
-    """Appends records to a table file as they are measured (flush + fsync per record)."""
-
-    def __init__(self, path: str | Path, header: dict | None = None):
-        self.path = Path(path)
-        if header is not None:
-            line = dump_json(header)  # a header that is not JSON must not cost the file it would replace
-            with open(self.path, "w") as f:
-                append_line(f, line)
-        else:
-            self._drop_truncated_tail()
-        self._file = open(self.path, "a")
-
-    def _drop_truncated_tail(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "wb") as f:
-                f.write(data[: data.rfind(b"\n") + 1])
-
-    def append(self, record: Record) -> None:
-        append_line(self._file, dump_json(record.to_json()))
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "TableWriter":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -199,3 +199,19 @@ def test_the_digest_covers_what_a_table_predicts_from_and_not_where_it_lies(tmp_
                                         *list(table.records.values())[1:]])
     assert slower.digest() != digest
     assert LookupTable({**table.header, "batch": 2}, table.records.values()).digest() != digest
+
+
+def test_a_table_is_one_pandas_line_away(tmp_path):
+    """`to_pandas` and the README's pandas-only line give the same records."""
+    import pandas as pd
+
+    from hwnas.space import get_space
+    from hwnas.testing import synthetic_table
+
+    table = synthetic_table(get_space("fbnet", "cifar10", width=0.25), path=tmp_path / "t.jsonl")
+    mine = table.to_pandas()
+    alone = pd.read_json(tmp_path / "t.jsonl", lines=True).query("type == 'block'").dropna(axis=1, how="all")
+    assert len(mine) == len(table.records) == len(alone)
+    assert list(mine["key"]) == list(alone["key"]) == list(table.records)
+    assert mine["latency_ms"].tolist() == pytest.approx(alone["latency_ms"].tolist())
+    assert mine["macs"].tolist() == alone["macs"].tolist()

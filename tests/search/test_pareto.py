@@ -102,7 +102,11 @@ def test_legend_sits_outside_the_axes(searches, tmp_path, monkeypatch):
 
     root, _ = searches
     saved = []
-    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: saved.append(self))
+    def savefig(self, path, *args, **kwargs):  # only keeps the figure (the file it is written to stays empty)
+        saved.append(self)
+        open(path, "wb").close()
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
     draw_chart(chart_data([load_search(root / "evolution"), load_search(root / "random")]), tmp_path / "p.png")
     (fig,) = saved
     (ax,) = fig.axes

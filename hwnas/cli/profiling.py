@@ -27,7 +27,8 @@ def _target_options():
         click.option("--on", "target", default=None, metavar="TARGET",
                      help="Measure on another machine: ssh://[user@]host[:port] (the system ssh, your keys and "
                           "~/.ssh/config), or local (a separate process here); it needs only Python >= 3.8 with numpy "
-                          "and onnxruntime. Append ?python=PATH to choose its Python. ort-mobile and ort-cpu only."),
+                          "and onnxruntime (ai-edge-litert for litert). Append ?python=PATH to choose its Python. ort-mobile, "
+                          "ort-cpu and litert only."),
         click.option("--pin", default=None, metavar="CPUS", help="With --on: run the measurement on these CPUs of the "
                                                                    "target (2, 2,3 or 0-3)."),
         click.option("--keep", is_flag=True, help="With --on: leave the work directory (runner, exported models) on "

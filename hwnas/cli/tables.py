@@ -64,9 +64,12 @@ def show(path: Path, sort: str, fmt: str) -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @format_option
 def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
-    """Compare two tables of one space on two devices: per-block ratio B/A and rank correlations.
+    """Compare two tables of one space on two devices (or runtimes): per-block ratio B/A, its median per op, and
+    rank correlations.
 
-    The architecture-level Kendall tau says how far an optimum found with one table transfers to the other.
+    The architecture-level Kendall tau says how far an optimum found with one table transfers to the other:
+    across runtimes of one machine (ort-mobile against litert), how much the runtime a network ships with
+    matters.
     """
     from scipy.stats import kendalltau
 
@@ -89,8 +92,13 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
     rng = random.Random(seed)
     indices = np.array([space.indices(space.sample(rng)) for _ in range(archs)])
     pa, pb = ta.predict_indices(indices), tb.predict_indices(indices)
+    by_op: dict[str, list[float]] = {}
+    for k, x, y in zip(common, la, lb):
+        by_op.setdefault(str(ta.records[k].block.op), []).append(y / x)
+    op_ratios = {op: round(float(np.median(r)), 3) for op, r in sorted(by_op.items(), key=lambda i: np.median(i[1]))}
     summary = {"a": f"{a} ({ta.device_name})", "b": f"{b} ({tb.device_name})", "common_blocks": len(common),
                "median_ratio": round(float(np.median(lb / la)), 4),
+               "op_ratios": op_ratios if fmt == "json" else ", ".join(f"{op} {r:g}" for op, r in op_ratios.items()),
                "ratio_range": f"{(lb / la).min():.3f}..{(lb / la).max():.3f}",
                "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
                "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}

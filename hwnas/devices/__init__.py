@@ -1,7 +1,8 @@
 """Device backends that blocks are timed on, by registry name.
 
 ``cpu`` (PyTorch eager), ``cuda`` (PyTorch on a GPU), ``ort-mobile`` (ONNX Runtime configured as a
-phone's big core) and ``ort-cpu`` (ONNX Runtime as a server runs it). A new backend subclasses
+phone's big core), ``ort-cpu`` (ONNX Runtime as a server runs it) and ``litert`` (the LiteRT interpreter with
+XNNPACK, blocks converted by litert-torch; the ``litert`` extra). A new backend subclasses
 :class:`Device` and is added with ``DEVICES.add(name, cls)``.
 """
 
@@ -12,9 +13,10 @@ from typing import Any
 from hwnas.devices.base import DEVICES, Device, Example
 from hwnas.devices.cpu import CpuDevice
 from hwnas.devices.cuda import CudaDevice
+from hwnas.devices.litert import LiteRtDevice
 from hwnas.devices.ort_mobile import OrtCpuDevice, OrtMobileDevice
 
-for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice):
+for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice, LiteRtDevice):
     DEVICES.add(_device.name, _device)
 
 
@@ -28,5 +30,5 @@ def list_devices() -> list[str]:
     return DEVICES.names()
 
 
-__all__ = ["DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "OrtCpuDevice", "OrtMobileDevice", "get_device",
-           "list_devices"]
+__all__ = ["DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "LiteRtDevice", "OrtCpuDevice", "OrtMobileDevice",
+           "get_device", "list_devices"]

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import onnxruntime as ort
 
+from hwnas.profiler.feeds import random_feeds  # noqa: F401  (re-exported)
 from hwnas.profiler.protocol import Runner
 
 PROVIDER = "CPUExecutionProvider"
@@ -99,19 +100,3 @@ class OrtRunner(Runner):
 
     def close(self) -> None:
         self.sessions, self._buffers, self._calls = [], [], iter(())
-
-
-def random_feeds(inputs: Sequence[Dict[str, Any]], copies: int, seed: int) -> List[Dict[str, np.ndarray]]:
-    """``copies`` independent feeds for inputs described as ``{"name", "shape", "dtype"}``: standard-normal
-    floats, zeros for integer inputs. Latency does not depend on the values."""
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for _ in range(copies):
-        feed = {}
-        for spec in inputs:
-            dtype = np.dtype(spec["dtype"])
-            shape = tuple(spec["shape"])
-            feed[spec["name"]] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
-                                  else np.zeros(shape, dtype=dtype))
-        feeds.append(feed)
-    return feeds

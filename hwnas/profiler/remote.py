@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from hwnas.devices import Device
+from hwnas.devices.litert import LiteRtDevice
 from hwnas.devices.ort_mobile import OrtMobileDevice, input_names
 from hwnas.errors import ConfigError
 from hwnas.profiler.protocol import Measurement, Protocol, batch_reference_ms
@@ -30,30 +31,35 @@ from hwnas.space import BlockSpec
 
 log = logging.getLogger(__name__)
 
-#: fingerprint fields of a target that must match for two of its tables to be compared
-TARGET_COMPARABLE = ("machine", "cpu_model", "onnxruntime")
-#: what the host contributes to a timed model and must match too
-HOST_COMPARABLE = ("device", "threads", "batch_size", "precision", "torch", "exporter", "opset", "quantization",
-                   "execution_provider", "graph_optimization", "disabled_optimizers", "execution_mode",
-                   "inter_op_threads")
+#: fingerprint fields of a target that must match for two of its tables to be compared, per runtime
+TARGET_COMPARABLE = {"onnxruntime": ("machine", "cpu_model", "onnxruntime"), "litert": ("machine", "cpu_model", "litert")}
+#: what the host contributes to a timed model and must match too, per runtime
+HOST_COMPARABLE = {"onnxruntime": ("device", "threads", "batch_size", "precision", "torch", "exporter", "opset",
+                                   "quantization", "execution_provider", "graph_optimization", "disabled_optimizers",
+                                   "execution_mode", "inter_op_threads"),
+                   "litert": ("device", "threads", "batch_size", "precision", "torch", "litert_torch", "delegate")}
 
 
 class RemoteSession:
-    """One run of measurements of ``device`` (``ort-mobile`` or ``ort-cpu``) on ``target`` under ``protocol``,
-    through one connection; ``pin`` names the target's CPUs to run on, ``keep`` keeps its work directory."""
+    """One run of measurements of ``device`` (``ort-mobile``, ``ort-cpu`` or ``litert``) on ``target`` under
+    ``protocol``, through one connection; ``pin`` names the target's CPUs to run on, ``keep`` keeps its work
+    directory. Models are made on the host (ONNX export, or LiteRT conversion) and only timed there."""
 
     def __init__(self, device: Device, protocol: Protocol, target: Target, *, keep: bool = False,
                  pin: list[int] | None = None):
-        if not isinstance(device, OrtMobileDevice):
-            raise ConfigError(f"a target runs ONNX Runtime devices (ort-mobile, ort-cpu), but got device "
+        if not isinstance(device, (OrtMobileDevice, LiteRtDevice)):
+            raise ConfigError(f"a target runs ONNX Runtime devices (ort-mobile, ort-cpu) and litert, but got device "
                               f"{device.name!r}")
         self.device, self.protocol, self.target = device, protocol, target
+        self.runtime = "litert" if isinstance(device, LiteRtDevice) else "onnxruntime"
         self.references: list[float] = []
         self._sent: set[str] = set()
-        self.connection = Connection(target, keep=keep)
+        self.connection = Connection(target, keep=keep, runtime=self.runtime)
+        settings = ({"session": device.session_settings.to_dict()} if isinstance(device, OrtMobileDevice)
+                    else {"threads": device.threads})
         try:
             answer = self.connection.request({"op": "configure", "protocol": protocol.to_dict(),
-                                              "session": device.session_settings.to_dict(), "pin": pin})
+                                              "runtime": self.runtime, **settings, "pin": pin})
         except BaseException:
             self.connection.close()
             raise
@@ -64,16 +70,22 @@ class RemoteSession:
             log.warning(warning)
 
     def device_header(self) -> dict[str, Any]:
-        """The table header's ``device``: the host's export settings and the target's own fingerprint."""
-        import onnx
-
+        """The table header's ``device``: the host's export (or conversion) settings and the target's own
+        fingerprint."""
         device = self.device
+        if isinstance(device, OrtMobileDevice):
+            import onnx
+
+            made = {"onnx": onnx.__version__, **device.export_info(), **device.session_settings.describe()}
+        else:
+            host = device.info()
+            made = {k: host[k] for k in ("backend", "litert_torch", "delegate")}
         info = {"device": device.name, "threads": device.threads, "batch_size": device.batch_size,
-                "precision": device.precision, "torch": torch.__version__, "onnx": onnx.__version__,
-                **device.export_info(), **device.session_settings.describe(), **self.fingerprint,
+                "precision": device.precision, "torch": torch.__version__, **made, **self.fingerprint,
                 "pinned_cpus": self.pin, "target": self.target.url}
-        return {"name": device.name, "target": self.target.url,
-                "comparable": {k: info[k] for k in HOST_COMPARABLE + TARGET_COMPARABLE}, "info": info}
+        fields = HOST_COMPARABLE[self.runtime] + TARGET_COMPARABLE[self.runtime]
+        return {"name": device.name, "target": self.target.url, "comparable": {k: info[k] for k in fields},
+                "info": info}
 
     def steady_ms(self) -> float | None:
         return min(self.references) if self.protocol.drift_correction and self.references else None
@@ -83,7 +95,9 @@ class RemoteSession:
         return block.build().eval(), torch.randn(block.input_shape)
 
     def _entry(self, key: Hashable, module: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
-        model = self.device.onnx_model(module, example)
+        device = self.device
+        model = (device.onnx_model(module, example) if isinstance(device, OrtMobileDevice)
+                 else device.tflite_model(module, example))
         digest = hashlib.sha256(model).hexdigest()
         args = example if isinstance(example, tuple) else (example,)
         entry = {"key": str(key), "sha256": digest,

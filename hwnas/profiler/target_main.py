@@ -1,12 +1,14 @@
 """The measuring process on a target device: it runs the protocol (`hwnas.profiler.protocol`) on ONNX
-Runtime sessions (`hwnas.profiler.onnx_timing`) and answers requests from the host, one JSON line each.
+Runtime sessions (`hwnas.profiler.onnx_timing`) or LiteRT interpreters (`hwnas.profiler.litert_timing`) and
+answers requests from the host, one JSON line each.
 
-It needs Python >= 3.8 with numpy and onnxruntime and nothing else: the host copies it, with the two modules
-it uses, into a work directory on the target (`hwnas.profiler.targets`). Requests:
+It needs Python >= 3.8 with numpy and the runtime (onnxruntime, or ai-edge-litert) and nothing else: the host
+copies it, with the modules it uses, into a work directory on the target (`hwnas.profiler.targets`); a runtime
+is imported only when asked for. Requests:
 
-- ``configure``: the protocol, the ONNX Runtime session settings and the cores to pin to; the answer is the
-  target's fingerprint;
-- ``measure``: a batch of models (ONNX bytes, sent once and kept in the work directory under their digest)
+- ``configure``: the protocol, the runtime (``onnxruntime`` with its session settings, or ``litert`` with its
+  threads) and the cores to pin to; the answer is the target's fingerprint;
+- ``measure``: a batch of models (ONNX or .tflite bytes, sent once and kept in the work directory under their digest)
   with their input shapes, the reference's key, the seed and the steady level of the reference; the answer
   is one measurement per key, taken exactly as `measure_batch` takes them on the host, with one `CalmWatch`
   (its budget) for the whole run;
@@ -30,7 +32,7 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from hwnas.profiler.onnx_timing import OrtRunner, SessionSettings, random_feeds
+from hwnas.profiler.feeds import random_feeds
 from hwnas.profiler.protocol import CalmWatch, Protocol, measure_batch
 
 
@@ -61,8 +63,14 @@ def _temperature_c() -> Optional[float]:
 def fingerprint(threads: Optional[int] = None) -> Dict[str, Any]:
     """What a latency on this machine depends on: processor, cores, frequency policy, temperature, system,
     library versions. Host-independent (no host name), so two boards of one kind compare equal."""
+    import importlib.util
+
     import numpy
-    import onnxruntime
+
+    ort = None
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+    from hwnas.profiler.litert_timing import litert_version
 
     cpu = "/sys/devices/system/cpu/cpu0/cpufreq"
     cur, top = _read(f"{cpu}/scaling_cur_freq"), _read(f"{cpu}/cpuinfo_max_freq")
@@ -73,8 +81,10 @@ def fingerprint(threads: Optional[int] = None) -> Dict[str, Any]:
         "cpu_mhz": round(int(cur) / 1000) if cur and cur.isdigit() else None,
         "cpu_max_mhz": round(int(top) / 1000) if top and top.isdigit() else None,
         "temperature_c": _temperature_c(), "os": platform.system(), "kernel": platform.release(),
-        "python": platform.python_version(), "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__,
-        "execution_providers": ",".join(onnxruntime.get_available_providers()), "threads": threads,
+        "python": platform.python_version(), "numpy": numpy.__version__,
+        "onnxruntime": None if ort is None else ort.__version__,
+        "execution_providers": None if ort is None else ",".join(ort.get_available_providers()),
+        "litert": litert_version(), "threads": threads,
         "torch_loaded": "torch" in sys.modules,
     }
 
@@ -87,21 +97,33 @@ class Server:
         self.models = os.path.join(workdir, "models")
         os.makedirs(self.models, exist_ok=True)
         self.protocol: Optional[Protocol] = None
-        self.session: Optional[SessionSettings] = None
+        self.runtime = "onnxruntime"
+        self.session: Any = None  # onnx_timing.SessionSettings
+        self.threads: Optional[int] = None
         self.watch: Optional[CalmWatch] = None
 
     def configure(self, request: Dict[str, Any]) -> Dict[str, Any]:
         self.protocol = Protocol.from_dict(request["protocol"])
-        self.session = SessionSettings.from_dict(request["session"])
+        self.runtime = request.get("runtime", "onnxruntime")
+        if self.runtime == "onnxruntime":
+            from hwnas.profiler.onnx_timing import SessionSettings
+
+            self.session = SessionSettings.from_dict(request["session"])
+            self.threads = self.session.threads
+        elif self.runtime == "litert":
+            self.threads = int(request["threads"])
+        else:
+            raise ValueError(f"a runtime must be onnxruntime or litert, but got {self.runtime!r}")
         self.watch = CalmWatch(self.protocol)
         if request.get("pin"):
             if not hasattr(os, "sched_setaffinity"):
                 raise OSError(f"pinning needs sched_setaffinity, which {platform.system()} lacks")
             os.sched_setaffinity(0, set(request["pin"]))
-        return {"fingerprint": fingerprint(self.session.threads), "workdir": self.workdir}
+        return {"fingerprint": fingerprint(self.threads), "workdir": self.workdir}
 
     def _model(self, entry: Dict[str, Any]) -> bytes:
-        path = os.path.join(self.models, f"{entry['sha256']}.onnx")
+        suffix = ".tflite" if self.runtime == "litert" else ".onnx"
+        path = os.path.join(self.models, f"{entry['sha256']}{suffix}")
         if entry.get("model") is not None:
             data = base64.b64decode(entry["model"])
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
@@ -113,15 +135,14 @@ class Server:
             return f.read()
 
     def measure(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        if self.protocol is None or self.session is None:
+        if self.protocol is None or self.threads is None:
             raise RuntimeError("a measurement needs a configure request first")
         runners = {}
         try:
             for i, entry in enumerate(request["entries"]):
                 model = self._model(entry)
-                sessions = [self.session.create(model) for _ in range(self.protocol.rotate)]
                 feeds = random_feeds(entry["inputs"], self.protocol.rotate, seed=request["seed"] + i)
-                runners[entry["key"]] = OrtRunner(sessions, feeds)
+                runners[entry["key"]] = self._runner(model, feeds)
             watch = self.watch if self.protocol.drift_correction else None
             results = measure_batch(runners, self.protocol, reference=request.get("reference"),
                                     seed=request["seed"], steady_ms=request.get("steady_ms"), watch=watch)
@@ -130,6 +151,18 @@ class Server:
                 runner.close()
         return {"results": {key: m.to_dict() for key, m in results.items()},
                 "waited_s": None if self.watch is None else self.watch.waited_s}
+
+    def _runner(self, model: bytes, feeds: Any) -> Any:
+        """The runtime's runner on ``rotate`` copies of ``model``, one feed each."""
+        assert self.protocol is not None
+        if self.runtime == "litert":
+            from hwnas.profiler.litert_timing import LiteRtRunner, interpreter
+
+            return LiteRtRunner([interpreter(model, self.threads or 1) for _ in range(self.protocol.rotate)],
+                                [list(feed.values()) for feed in feeds])
+        from hwnas.profiler.onnx_timing import OrtRunner
+
+        return OrtRunner([self.session.create(model) for _ in range(self.protocol.rotate)], feeds)
 
     def bye(self) -> Dict[str, Any]:
         if not self.keep:
@@ -143,7 +176,7 @@ class Server:
         if op == "measure":
             return self.measure(request)
         if op == "fingerprint":
-            return {"fingerprint": fingerprint(None if self.session is None else self.session.threads)}
+            return {"fingerprint": fingerprint(self.threads)}
         if op == "bye":
             return self.bye()
         raise ValueError(f"unknown request {op!r}")

@@ -3,9 +3,10 @@
 ``~/.ssh/config`` apply).
 
 A target runs one measuring process for a whole run (one connection, not one per block): the host sends
-it a bundle of four torch-free modules (`hwnas.profiler.protocol`, `onnx_timing`, `target_main` and
-`hwnas.errors`), which it unpacks into a temporary work directory and runs with the target's ``python3``
-(Python >= 3.8 with numpy and onnxruntime; nothing else, no torch, no hwnas install). Requests and answers
+it a bundle of torch-free modules (`hwnas.profiler.protocol`, `feeds`, `onnx_timing`, `litert_timing`,
+`target_main` and `hwnas.errors`), which it unpacks into a temporary work directory and runs with the target's
+``python3`` (Python >= 3.8 with numpy and the runtime of the device: onnxruntime, or ai-edge-litert for
+``litert``; nothing else, no torch, no hwnas install). Requests and answers
 are JSON lines over the connection's standard input and output (`hwnas.profiler.target_main`).
 
 ``?python=PATH`` after a target names the Python to run there (default ``python3``; for ``local``, this
@@ -32,8 +33,11 @@ from hwnas.errors import ConfigError, TargetError
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: the modules the measuring process needs, as paths below the hwnas package (all torch-free)
-BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/onnx_timing.py",
-          "profiler/target_main.py")
+BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/feeds.py",
+          "profiler/onnx_timing.py", "profiler/litert_timing.py", "profiler/target_main.py")
+#: what the target's Python needs for each runtime (import names) and how pip names them
+NEEDS = {"onnxruntime": ("numpy", "onnxruntime"), "litert": ("numpy", "ai_edge_litert")}
+PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                "-o", "ServerAliveCountMax=3")
 _SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?python=(?P<python>.+))?$")
@@ -48,7 +52,7 @@ BOOT = (
     "import base64,io,json,sys,tarfile,tempfile,shutil,importlib.util as u\n"
     "req=json.loads(sys.stdin.readline())\n"
     "if sys.version_info<(3,8):print(json.dumps({'python':sys.version.split()[0],'old':1}));sys.exit()\n"
-    "missing=[m for m in ('numpy','onnxruntime') if u.find_spec(m) is None]\n"
+    "missing=[m for m in req.get('needs',('numpy','onnxruntime')) if u.find_spec(m) is None]\n"
     "if missing:print(json.dumps({'missing':missing,'python':sys.version.split()[0]}));sys.exit()\n"
     "try:\n"
     " w=tempfile.mkdtemp(prefix='hwnas-target-')\n"
@@ -109,7 +113,7 @@ def bundle() -> bytes:
 class Connection:
     """One measuring process on a target, spoken to in JSON lines; a context manager that says goodbye."""
 
-    def __init__(self, target: Target, *, keep: bool = False):
+    def __init__(self, target: Target, *, keep: bool = False, runtime: str = "onnxruntime"):
         self.target = target
         self._stderr = tempfile.TemporaryFile()
         argv = target.command([target.python, "-c", BOOT])
@@ -117,11 +121,13 @@ class Connection:
             self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         except OSError as exc:  # no ssh, no such python
             raise TargetError(f"could not start {argv[0]} for target {target.url}: {exc.strerror or exc}") from None
-        hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep}, starting=True)
+        needs = NEEDS[runtime]
+        hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep, "needs": needs},
+                             starting=True)
         if "missing" in hello:
             raise TargetError(f"the target {target.url} lacks {' and '.join(hello['missing'])} for Python "
-                              f"{hello['python']}: install them there with `{target.python} -m pip install numpy "
-                              f"onnxruntime`")
+                              f"{hello['python']}: install them there with `{target.python} -m pip install "
+                              f"{' '.join(PIP_NAMES[m] for m in needs)}`")
         if "old" in hello:
             raise TargetError(f"the target {target.url} runs Python {hello['python']}, but measuring needs 3.8 or "
                               f"newer; name another with {target.url}?python=PATH")

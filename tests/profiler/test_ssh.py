@@ -215,3 +215,43 @@ def test_unreachable_refused_or_incomplete_targets_are_one_line(over_ssh, sshd, 
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "t.jsonl").exists()
+
+
+HAVE_LITERT = all(__import__("importlib").util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
+
+
+@pytest.mark.skipif(not HAVE_LITERT, reason="needs the litert extra on the host: pip install 'hwnas[litert]'")
+def test_a_litert_device_on_a_board_without_litert_says_what_to_install(over_ssh, tmp_path):
+    result = run("profile", *SPACE, "--device", "litert", *CLI_QUICK, "--on", over_ssh, "-o", tmp_path / "t.jsonl")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "lacks ai_edge_litert" in lines[0] and "pip install numpy ai-edge-litert" in lines[0]
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def litert_python(tmp_path_factory):
+    """A virtual environment with only numpy and ai-edge-litert: a board that runs LiteRT."""
+    venv = tmp_path_factory.mktemp("litert-target") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "numpy", "ai-edge-litert"],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.skip(f"the target's numpy and ai-edge-litert could not be installed: {install.stderr.strip()[-300:]}")
+    for absent in ("torch", "onnxruntime"):
+        assert subprocess.run([str(venv / "bin" / "python"), "-c", f"import {absent}"], capture_output=True).returncode
+    return venv / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_LITERT, reason="needs the litert extra on the host: pip install 'hwnas[litert]'")
+def test_profile_and_validate_litert_over_ssh(sshd, litert_python, monkeypatch, tmp_path):
+    monkeypatch.setenv("HWNAS_SSH", f"ssh -F {sshd.root / 'ssh_config'}")
+    url = f"{sshd.url}?python={litert_python}"
+    path = tmp_path / "t.jsonl"
+    result = run("profile", *SPACE, "--device", "litert", *CLI_QUICK, "--on", url, "-o", path)
+    assert result.exit_code == 0, result.output
+    device = LookupTable.load(path).header["device"]
+    assert device["name"] == "litert" and device["info"]["onnxruntime"] is None and device["info"]["litert"]
+    validated = run("validate", path, "--archs", "4", "--on", url, "--format", "json")
+    assert validated.exit_code == 0, validated.output

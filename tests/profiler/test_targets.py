@@ -81,13 +81,14 @@ def test_cpus_parse():
 
 
 def test_the_bundle_holds_no_torch():
-    """What the target runs imports only the standard library, numpy, onnxruntime and itself."""
+    """What the target runs imports only the standard library, numpy, the runtimes (onnxruntime, ai-edge-litert)
+    and itself."""
     import ast
 
     allowed = {"__future__", "abc", "base64", "collections", "dataclasses", "functools", "glob", "hashlib",
-               "itertools", "json", "math", "os", "platform", "random", "shutil", "signal", "sys", "threading", "time",
-               "typing",
-               "numpy", "onnxruntime", "hwnas"}
+               "importlib", "itertools", "json", "math", "os", "platform", "random", "shutil", "signal", "sys",
+               "threading", "time", "typing",
+               "numpy", "onnxruntime", "ai_edge_litert", "hwnas"}
     for relative in targets.BUNDLE:
         tree = ast.parse((targets.PACKAGE / relative).read_text())
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
@@ -150,7 +151,7 @@ def test_a_lost_measuring_process_says_how_many_records_are_kept(tmp_path, monke
 
 @pytest.mark.parametrize("args, message", [
     (["--on", "ftp://x"], "a target must be local or ssh://"),
-    (["--on", "local", "--device", "cpu"], "a target runs ONNX Runtime devices (ort-mobile, ort-cpu), but got device "
+    (["--on", "local", "--device", "cpu"], "a target runs ONNX Runtime devices (ort-mobile, ort-cpu) and litert, but got device "
                                            "'cpu'"),
     (["--pin", "0"], "--pin and --keep apply to measurements on a target: give --on TARGET"),
     (["--on", "local", "--pin", "x"], "--pin takes CPU numbers"),

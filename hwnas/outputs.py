@@ -61,12 +61,38 @@ def check_output_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as an output directory: named, not a file, not below a file, not a symlink loop."""
+#: what each command's output directory holds at its top (a file that names it), to tell them apart
+KINDS = {"run": ("checkpoint.pt", "log.csv"), "search": ("sweep.json", "candidates.csv", "best.json"),
+         "ranking": ("rank.json", "selection.json"), "report": ("report.json", "plan.json")}
+_KIND_NAMES = {"run": "a training run", "search": "a search", "ranking": "a ranking (hwnas rank)",
+               "report": "a report (hwnas report)"}
+
+
+def holds(path: Path) -> list[str]:
+    """The kinds of results (KINDS) the directory ``path`` holds at its top; a search is also told by its
+    config.json, whose kind is ``hwnas-search``."""
+    found = [kind for kind, names in KINDS.items() if any((path / name).is_file() for name in names)]
+    if "search" not in found and (path / "config.json").is_file():
+        try:
+            if '"hwnas-search"' in (path / "config.json").read_text()[:4096]:
+                found.append("search")
+        except (OSError, UnicodeDecodeError):
+            pass
+    return found
+
+
+def check_output_dir(path: str | os.PathLike, what: str, kind: str | None = None) -> Path:
+    """``path`` as an output directory: named, not a file, not below a file, not a symlink loop; with ``kind``
+    (one of KINDS), not a directory that holds another command's results (they would mix in one folder)."""
     if not str(path).strip():
         raise ConfigError(f"{what} must be named, but got an empty path")
     path = Path(path)
     _check_existing(path, what, directory=True)
+    if kind is not None and path.is_dir():
+        other = [k for k in holds(path) if k != kind]
+        if other:
+            raise ConfigError(f"{what} must be a folder of its own, but {path} holds {_KIND_NAMES[other[0]]}; "
+                              f"choose another folder (the two commands' files would mix)")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} must be a directory, but {path} is a file")
     _check_parents(path, what)

@@ -264,3 +264,35 @@ def test_a_chart_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
     assert elsewhere.read_bytes() == b"keep me"
     assert not (tmp_path / "chart.png").is_symlink() and (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("marker, args, message", [
+    ("report.json", ["rank", "{tmp}/run", "--archs", "4", "-o", "{out}"], "holds a report (hwnas report)"),
+    ("rank.json", ["train", "--space", "spos", "--dataset", "synthetic", "-o", "{out}"], "holds a ranking (hwnas rank)"),
+    ("checkpoint.pt", ["search", "--space", "spos", "--table", "{tmp}/t.jsonl", "--target-latency", "1000ms",
+                       "--supernet", "{tmp}/run", "-o", "{out}"], "holds a training run"),
+    ("candidates.csv", ["report", "{tmp}/s", "-o", "{out}"], "holds a search"),
+])
+def test_a_folder_holding_another_commands_results_is_refused_before_any_work(marker, args, message, tmp_path):
+    """rank -o a report's folder, train -o a ranking's, search -o a run's, report -o a search's: their files would
+    mix in one folder; refused in one line, the folder left as it was."""
+    from cli_helpers import one_line_error
+    from hwnas.testing import synthetic_table
+
+    synthetic_table(get_space("spos", "cifar10", width=0.25), path=tmp_path / "t.jsonl")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "s").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / marker).write_text("{}")
+    one_line_error(run(*[a.format(tmp=tmp_path, out=out) for a in args]), message)
+    assert [p.name for p in out.iterdir()] == [marker]
+
+
+def test_a_ranking_never_lands_in_the_supernets_own_run_folder(tmp_path):
+    from cli_helpers import one_line_error
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "run" / "log.csv").write_text("epoch\n")
+    one_line_error(run("rank", tmp_path / "run", "--archs", "4", "-o", tmp_path / "run"), "holds a training run")

@@ -129,6 +129,9 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     bounds = {"max_macs": parse_count(max_macs, "MACs") if max_macs is not None else None,
               "max_params": parse_count(max_params, "params") if max_params is not None else None,
               "max_energy": parse_energy(max_energy) if max_energy is not None else None}
+    from hwnas.outputs import check_output_dir
+
+    check_output_dir(output, "a search directory", "search")  # before any table, supernet or predictor is read
     if target is None and max_energy is None:
         raise ConfigError("a search needs a bound: --target-latency, or --max-energy alone, but got neither")
     if max_energy is not None and strategy_name == "differentiable":

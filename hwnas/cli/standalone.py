@@ -146,7 +146,7 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
 
     recipe = _recipe(settings)
     chosen = Sample(sample, parse_latency(target) if target is not None else None, band)
-    check_output_dir(output, "a ranking directory")
+    check_output_dir(output, "a ranking directory", "ranking")
     if not os.path.isdir(run_dir):
         raise ConfigError(f"RUN_DIR must be a trained supernet's run directory, but {run_dir} does not exist")
     chart_path = check_chart(Path(chart) if chart else output / "rank.png")
@@ -224,7 +224,7 @@ def report(searches: tuple[str, ...], output: Path, references: bool, reference_
     if reference_names and not references:
         raise ConfigError("--reference chooses among the references, but --no-references trains none; give one "
                           "or the other")
-    check_output_dir(output, "a report directory")
+    check_output_dir(output, "a report directory", "report")
     chart_path = check_chart(Path(chart) if chart else output / "report.png")
     configure(threads)
     with ProgressDisplay(enabled=progress and _main_process()) as display:

@@ -220,7 +220,7 @@ def rank_supernet(evaluator: SupernetEvaluator, data: dict[str, Any], recipe: Re
     if found is not None:
         (spread if sample.kind == "spread" else lambda a, _, k: random_subset(a, k))(
             [Architecture.parse(a) for a in found["arch"]], found["accuracy"].tolist(), archs)
-    path = check_output_dir(output, "a ranking directory")
+    path = check_output_dir(output, "a ranking directory", "ranking")
     described = evaluator.describe()
     config = {"supernet": described.get("run_dir"), "space": space.describe(), "data": data,
               "recipe": recipe.settings(), "archs": archs, "seed": seed, "sample": asdict(sample),

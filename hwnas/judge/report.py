@@ -147,7 +147,7 @@ def report_searches(searches: Sequence[str | Path], recipe: Recipe, output: str 
         raise ConfigError(f"random architectures of equal latency are drawn by the first table, but the table of "
                           f"search {records[0].path} is gone ({records[0].config['tables'][0].get('path')}); give "
                           f"--random 0")
-    path = check_output_dir(output, "a report directory")
+    path = check_output_dir(output, "a report directory", "report")
     config = {"searches": [str(r.path.resolve()) for r in records], "data": data, "recipe": recipe.settings(),
               "references": references if isinstance(references, bool) else list(references),
               **({"seeds": seeds} if seeds > 1 else {}),

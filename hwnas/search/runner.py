@@ -97,7 +97,7 @@ def run_search(strategy: SearchStrategy, *, space: SearchSpace, tables: Sequence
     if not tables:
         raise ConfigError("a search needs at least one lookup table, but got none")
     if output is not None:
-        output = check_output_dir(output, "a search directory")
+        output = check_output_dir(output, "a search directory", "search")
     constraint = Constraint(tables[0], target_ms, max_macs=max_macs, max_params=max_params, max_energy=max_energy,
                             space=space)
     for table in tables[1:]:
@@ -173,7 +173,7 @@ def run_sweep(strategy: SearchStrategy, *, targets_ms: Sequence[float], space: S
         constraint.check_reachable()
     names = [sweep_name(t) for t in targets_ms]
     if output is not None:
-        output = check_output_dir(output, "a search directory")
+        output = check_output_dir(output, "a search directory", "search")
     main = output is not None and int(os.environ.get("RANK", "0")) == 0
     with dir_lock(output, "search directory") if main else nullcontext():
         if output is not None:

@@ -93,7 +93,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, *, on_progress: Progres
     (rank 0 only); ``on_epoch(EpochStats)`` is called on rank 0 after each epoch's checkpoint is written.
     ``alone`` trains in this process only, even inside a torchrun job (see `process_group`).
     """
-    run_dir = check_output_dir(run_dir, "a run directory")
+    run_dir = check_output_dir(run_dir, "a run directory", "run")
     with process_group(config.device, alone=alone) as ranks:
         loaders = build_loaders(config.dataset, distributed=ranks.world_size > 1, **config.loader_options())
         # the run records the data it really trains on (a data set may fall back to another, as fashion-mnist

@@ -2,7 +2,8 @@
 
 ``cpu`` (PyTorch eager), ``cuda`` (PyTorch on a GPU), ``ort-mobile`` (ONNX Runtime configured as a
 phone's big core), ``ort-cpu`` (ONNX Runtime as a server runs it) and ``litert`` (the LiteRT interpreter with
-XNNPACK, blocks converted by litert-torch; the ``litert`` extra). A new backend subclasses
+XNNPACK, blocks converted by litert-torch; the ``litert`` extra) and ``executorch`` (ExecuTorch's runtime with
+the XNNPACK delegate; the ``executorch`` extra). A new backend subclasses
 :class:`Device` and is added with ``DEVICES.add(name, cls)``.
 """
 
@@ -13,10 +14,11 @@ from typing import Any
 from hwnas.devices.base import DEVICES, Device, Example
 from hwnas.devices.cpu import CpuDevice
 from hwnas.devices.cuda import CudaDevice
+from hwnas.devices.executorch import ExecuTorchDevice
 from hwnas.devices.litert import LiteRtDevice
 from hwnas.devices.ort_mobile import OrtCpuDevice, OrtMobileDevice
 
-for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice, LiteRtDevice):
+for _device in (CpuDevice, CudaDevice, OrtMobileDevice, OrtCpuDevice, LiteRtDevice, ExecuTorchDevice):
     DEVICES.add(_device.name, _device)
 
 
@@ -30,5 +32,5 @@ def list_devices() -> list[str]:
     return DEVICES.names()
 
 
-__all__ = ["DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "LiteRtDevice", "OrtCpuDevice", "OrtMobileDevice",
-           "get_device", "list_devices"]
+__all__ = ["DEVICES", "CpuDevice", "CudaDevice", "Device", "Example", "ExecuTorchDevice", "LiteRtDevice",
+           "OrtCpuDevice", "OrtMobileDevice", "get_device", "list_devices"]

@@ -42,7 +42,7 @@ def test_registry_lists_the_devices():
 
 
 def test_unknown_device_lists_known_names():
-    with pytest.raises(UnknownNameError, match="unknown device 'tpu'; known devices: cpu, cuda, litert, ort-cpu, ort-mobile"):
+    with pytest.raises(UnknownNameError, match="unknown device 'tpu'; known devices: cpu, cuda, executorch, litert, ort-cpu, ort-mobile"):
         get_device("tpu")
 
 

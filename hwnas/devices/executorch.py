@@ -10,17 +10,16 @@ bindings need torch, so no board without it can run them.
 from __future__ import annotations
 
 import importlib.util
-import itertools
-import time
 from typing import Any
 
 import torch
 
 from hwnas.devices.base import Device
 from hwnas.devices.cpu import torch_copies
-from hwnas.devices.litert import _quiet, _version, no_zero_weights
+from hwnas.devices.litert import _quiet, no_zero_weights
 from hwnas.errors import DeviceError
 from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.profiler.runners import CycleRunner, package_version
 
 EXTRA = "pip install 'hwnas[executorch]'"
 DELEGATE = "XNNPACK (XnnpackPartitioner)"
@@ -54,25 +53,17 @@ def load_method(program: bytes) -> tuple[Any, Any]:
         return loaded, loaded.load_method("forward")
 
 
-class ExecuTorchRunner(Runner):
-    """Cycles ``execute`` over one loaded method per copy, each with its own inputs; ``max(number // 100, 2)``
-    untimed calls first, then ``number`` calls between two ``time.perf_counter`` readings."""
+class ExecuTorchRunner(CycleRunner):
+    """Cycles ``execute`` over one loaded method per copy, each with its own inputs (timed as every
+    `CycleRunner`)."""
 
     def __init__(self, program: bytes, loaded: list[tuple[Any, Any]], inputs: list[list[torch.Tensor]]):
-        self._calls = itertools.cycle([(lambda m=m, x=x: m.execute(x)) for (_, m), x in zip(loaded, inputs)])
+        super().__init__([(lambda m=m, x=x: m.execute(x)) for (_, m), x in zip(loaded, inputs)])
         self._keep = (program, loaded, inputs)  # everything the methods point into
 
-    def time_block(self, number: int) -> float:
-        calls = self._calls
-        for _ in range(max(number // 100, 2)):
-            next(calls)()
-        start = time.perf_counter()
-        for _ in range(number):
-            next(calls)()
-        return (time.perf_counter() - start) / number
-
     def close(self) -> None:
-        self._calls, self._keep = iter(()), (b"", [], [])
+        self._keep = (b"", [], [])
+        super().close()
 
 
 class ExecuTorchDevice(Device):
@@ -86,10 +77,10 @@ class ExecuTorchDevice(Device):
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("executorch") is None:
             return False, f"device {cls.name!r} needs the ExecuTorch extra (executorch missing): {EXTRA}"
-        return True, f"ExecuTorch {_version('executorch')} runtime, {DELEGATE}"
+        return True, f"ExecuTorch {package_version('executorch')} runtime, {DELEGATE}"
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "backend": "executorch", "executorch": _version("executorch"), "delegate": DELEGATE}
+        return {**super().info(), "backend": "executorch", "executorch": package_version("executorch"), "delegate": DELEGATE}
 
     def _make_runner(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], protocol: Protocol) -> Runner:
         program = lower(module, args)

@@ -23,17 +23,9 @@ from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError
 from hwnas.profiler.litert_timing import DELEGATE, LiteRtRunner, interpreter, litert_version
 from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.profiler.runners import package_version
 
 EXTRA = "pip install 'hwnas[litert]'"
-
-
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 @contextlib.contextmanager
@@ -104,7 +96,7 @@ class LiteRtDevice(Device):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "backend": "litert", "litert": litert_version(),
-                "litert_torch": _version("litert-torch"), "delegate": DELEGATE}
+                "litert_torch": package_version("litert-torch"), "delegate": DELEGATE}
 
     def tflite_model(self, module: torch.nn.Module, example: Any) -> bytes:
         """The .tflite model this device times for ``module``."""

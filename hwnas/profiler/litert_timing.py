@@ -8,13 +8,11 @@ call allocates nothing and converts nothing.
 
 from __future__ import annotations
 
-import itertools
-import time
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from hwnas.profiler.protocol import Runner
+from hwnas.profiler.runners import CycleRunner, package_version
 
 #: what a LiteRT table was timed with, beside the library versions
 DELEGATE = "XNNPACK (the interpreter's default CPU delegate)"
@@ -22,12 +20,7 @@ DELEGATE = "XNNPACK (the interpreter's default CPU delegate)"
 
 def litert_version() -> str | None:
     """The installed ai-edge-litert version, or None without it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ai-edge-litert")
-    except PackageNotFoundError:
-        return None
+    return package_version("ai-edge-litert")
 
 
 def interpreter(model: bytes, threads: int) -> Any:
@@ -39,11 +32,10 @@ def interpreter(model: bytes, threads: int) -> Any:
     return it
 
 
-class LiteRtRunner(Runner):
+class LiteRtRunner(CycleRunner):
     """Cycles ``invoke`` over one interpreter per copy, each with its own inputs set once.
 
-    A block runs ``max(number // 100, 2)`` untimed calls first, as ``torch.utils.benchmark`` does, then
-    ``number`` calls between two ``time.perf_counter`` readings.
+    Timed as every `CycleRunner`.
     """
 
     def __init__(self, interpreters: Sequence[Any], feeds: Sequence[Sequence[np.ndarray]]):
@@ -58,19 +50,11 @@ class LiteRtRunner(Runner):
             for detail, array in zip(details, feed):
                 it.set_tensor(detail["index"], np.ascontiguousarray(array, dtype=detail["dtype"]))
             it.invoke()  # the first call prepares the delegate's kernels
-        self._calls = itertools.cycle([it.invoke for it in self.interpreters])
-
-    def time_block(self, number: int) -> float:
-        calls = self._calls
-        for _ in range(max(number // 100, 2)):
-            next(calls)()
-        start = time.perf_counter()
-        for _ in range(number):
-            next(calls)()
-        return (time.perf_counter() - start) / number
+        super().__init__([it.invoke for it in self.interpreters])
 
     def close(self) -> None:
-        self.interpreters, self._calls = [], iter(())
+        self.interpreters = []
+        super().close()
 
 
 def outputs(model: bytes, feed: Sequence[np.ndarray], threads: int = 1) -> Dict[str, np.ndarray]:

@@ -8,16 +8,13 @@ onnxruntime (`hwnas.profiler.target_main`). Written for Python 3.8 and later, as
 from __future__ import annotations
 
 import functools
-import itertools
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
 
-from hwnas.profiler.feeds import random_feeds  # noqa: F401  (re-exported)
-from hwnas.profiler.protocol import Runner
+from hwnas.profiler.runners import CycleRunner, random_feeds  # noqa: F401  (random_feeds: re-exported)
 
 PROVIDER = "CPUExecutionProvider"
 
@@ -63,12 +60,11 @@ class SessionSettings:
         return cls(int(data["threads"]), tuple(data["disabled_optimizers"]))
 
 
-class OrtRunner(Runner):
+class OrtRunner(CycleRunner):
     """Cycles ``run_with_iobinding`` over one session per copy, inputs and outputs pre-bound to numpy
     buffers, so a timed call allocates nothing and converts nothing.
 
-    A block runs ``max(number // 100, 2)`` untimed calls first, as ``torch.utils.benchmark`` does, then
-    ``number`` calls between two ``time.perf_counter`` readings.
+    Timed as every `CycleRunner`.
     """
 
     def __init__(self, sessions: Sequence[ort.InferenceSession], feeds: Sequence[Dict[str, np.ndarray]]):
@@ -87,16 +83,8 @@ class OrtRunner(Runner):
                 self._buffers.append(value)
             self._buffers.append(feed)
             calls.append(functools.partial(session.run_with_iobinding, binding))
-        self._calls = itertools.cycle(calls)
-
-    def time_block(self, number: int) -> float:
-        calls = self._calls
-        for _ in range(max(number // 100, 2)):
-            next(calls)()
-        start = time.perf_counter()
-        for _ in range(number):
-            next(calls)()
-        return (time.perf_counter() - start) / number
+        super().__init__(calls)
 
     def close(self) -> None:
-        self.sessions, self._buffers, self._calls = [], [], iter(())
+        self.sessions, self._buffers = [], []
+        super().close()

@@ -32,7 +32,7 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from hwnas.profiler.feeds import random_feeds
+from hwnas.profiler.runners import random_feeds
 from hwnas.profiler.protocol import CalmWatch, Protocol, measure_batch
 
 

@@ -3,7 +3,7 @@
 ``~/.ssh/config`` apply).
 
 A target runs one measuring process for a whole run (one connection, not one per block): the host sends
-it a bundle of torch-free modules (`hwnas.profiler.protocol`, `feeds`, `onnx_timing`, `litert_timing`,
+it a bundle of torch-free modules (`hwnas.profiler.protocol`, `runners`, `onnx_timing`, `litert_timing`,
 `target_main` and `hwnas.errors`), which it unpacks into a temporary work directory and runs with the target's
 ``python3`` (Python >= 3.8 with numpy and the runtime of the device: onnxruntime, or ai-edge-litert for
 ``litert``; nothing else, no torch, no hwnas install). Requests and answers
@@ -33,7 +33,7 @@ from hwnas.errors import ConfigError, TargetError
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: the modules the measuring process needs, as paths below the hwnas package (all torch-free)
-BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/feeds.py",
+BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/runners.py",
           "profiler/onnx_timing.py", "profiler/litert_timing.py", "profiler/target_main.py")
 #: what the target's Python needs for each runtime (import names) and how pip names them
 NEEDS = {"onnxruntime": ("numpy", "onnxruntime"), "litert": ("numpy", "ai_edge_litert")}

@@ -22,7 +22,7 @@ import numpy as np
 
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.targets import parse_target
 from hwnas.profiler.validate import validate_table
 from hwnas.space import get_space

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.session import check_same_device, table_device
 from hwnas.profiler.validate import measure_archs_against_reference
 from hwnas.search import STRATEGIES, run_search

@@ -2,6 +2,7 @@
 included) and no module grows past 400 lines."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,17 @@ def test_the_library_never_imports_click():
     assert users == []
 
 
-def test_the_protocol_imports_no_torch():
-    """The protocol runs on target devices that have only numpy and onnxruntime."""
-    deps = imported(PACKAGE / "profiler" / "protocol.py")
+def test_the_timing_package_imports_no_torch():
+    """`hwnas.timing` ships to target devices that have only numpy and their runtime: nothing of it imports
+    torch, or anything of hwnas outside it but `hwnas.errors`."""
+    allowed = set(sys.stdlib_module_names) | {"numpy", "onnxruntime", "ai_edge_litert", "hwnas"}
+    for path in (PACKAGE / "timing").glob("*.py"):
+        deps = imported(path)
+        assert {d.split(".")[0] for d in deps} <= allowed, path.name
+        assert {d for d in deps if d.startswith("hwnas")} <= {d for d in deps if d.startswith(("hwnas.errors",
+                                                                                             "hwnas.timing"))}
+
+    deps = imported(PACKAGE / "timing" / "protocol.py")
     assert {d.split(".")[0] for d in deps} <= {"__future__", "abc", "collections", "dataclasses", "math", "random",
                                                 "time", "typing", "numpy", "hwnas"}
     assert {d for d in deps if d.startswith("hwnas")} <= {"hwnas.errors", "hwnas.errors.require",
@@ -109,9 +118,9 @@ def test_the_protocol_imports_no_torch():
 #: the packages (and top-level modules) of hwnas, each importing only those after it in this list
 PACKAGE_ORDER = ["cli", "demo", "testing", "export", "judge", "search", "training", "supernet", "data", "profiler",
                  "devices", "tables", "space", "threads", "outputs", "progress", "readers", "files", "registry",
-                 "errors", "hwnas"]
+                 "timing", "errors", "hwnas"]
 #: known imports against the order, each with the issue that removes it
-TOLERATED = {("devices", "profiler"): "issue 22 re-layers the measuring layer (a torch-free timing/ at the bottom)"}
+TOLERATED: dict[tuple[str, str], str] = {}
 
 
 def package_of(module: str) -> str:

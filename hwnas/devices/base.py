@@ -1,7 +1,7 @@
 """The device contract (`Device`) and the timing of host-synchronous calls shared by the CPU backends.
 
-A device turns a block into a `hwnas.profiler.protocol.Runner`; the protocol (calibration, interleaved
-rounds, re-measurement, drift watching) is the same for every device and lives in `hwnas.profiler.protocol`.
+A device turns a block into a `hwnas.timing.protocol.Runner`; the protocol (calibration, interleaved
+rounds, re-measurement, drift watching) is the same for every device and lives in `hwnas.timing.protocol`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch.utils.benchmark import Timer  # noqa: E402
 from hwnas.devices import fingerprint  # noqa: E402
 from hwnas.errors import ConfigError, DeviceError, require  # noqa: E402
 from hwnas.registry import Registry  # noqa: E402
-from hwnas.profiler.protocol import Measurement, Protocol, Runner, interleaved_measure  # noqa: E402
+from hwnas.timing.protocol import Measurement, Protocol, Runner, interleaved_measure  # noqa: E402
 
 Example = torch.Tensor | tuple[torch.Tensor, ...]
 

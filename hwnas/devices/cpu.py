@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from hwnas.devices.base import Device, HostCallRunner
-from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.timing.protocol import Protocol, Runner
 
 TorchCopy = tuple[torch.nn.Module, tuple[torch.Tensor, ...]]
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from hwnas.devices.base import Device, cycle_calls
-from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.timing.protocol import Protocol, Runner
 from hwnas.devices.cpu import TorchCopy, torch_copies
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}

@@ -18,8 +18,8 @@ from hwnas.devices.base import Device
 from hwnas.devices.cpu import torch_copies
 from hwnas.devices.litert import _quiet, no_zero_weights
 from hwnas.errors import DeviceError
-from hwnas.profiler.protocol import Protocol, Runner
-from hwnas.profiler.runners import CycleRunner, package_version
+from hwnas.timing.protocol import Protocol, Runner
+from hwnas.timing.runners import CycleRunner, package_version
 
 EXTRA = "pip install 'hwnas[executorch]'"
 DELEGATE = "XNNPACK (XnnpackPartitioner)"

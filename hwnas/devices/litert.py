@@ -21,9 +21,10 @@ import torch
 from hwnas.devices.base import Device
 from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError
-from hwnas.profiler.litert_timing import DELEGATE, LiteRtRunner, interpreter, litert_version
-from hwnas.profiler.protocol import Protocol, Runner
-from hwnas.profiler.runners import package_version
+from hwnas.timing.litert import DELEGATE, litert_version
+from hwnas.timing.protocol import Protocol, Runner
+from hwnas.timing.runners import package_version
+from hwnas.timing.runtimes import LiteRt
 
 EXTRA = "pip install 'hwnas[litert]'"
 
@@ -105,6 +106,6 @@ class LiteRtDevice(Device):
     def _make_runner(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], protocol: Protocol) -> Runner:
         model = convert(module, args)
         feed = [arg.detach().cpu().to(torch.float32).numpy() for arg in args]
+        feeds = [{f"input{i}": np.array(a, copy=True) for i, a in enumerate(feed)} for _ in range(protocol.rotate)]
         with _quiet():  # the interpreter announces its delegate on stderr
-            interpreters = [interpreter(model, self.threads) for _ in range(protocol.rotate)]
-        return LiteRtRunner(interpreters, [[np.array(a, copy=True) for a in feed] for _ in range(protocol.rotate)])
+            return LiteRt(self.threads).runner(model, feeds)

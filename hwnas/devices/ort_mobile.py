@@ -9,6 +9,7 @@ and all usable cores.
 
 from __future__ import annotations
 
+import io
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,9 +21,10 @@ import torch
 
 from hwnas.devices.base import Device, Example
 from hwnas.devices.cpu import torch_copies
-from hwnas.errors import DeviceError, require
-from hwnas.profiler.onnx_timing import PROVIDER, OrtRunner, SessionSettings
-from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.errors import DeviceError, OutputError, require
+from hwnas.timing.ort import PROVIDER, SessionSettings
+from hwnas.timing.protocol import Protocol, Runner
+from hwnas.timing.runtimes import OnnxRuntime
 from hwnas.threads import usable_cores
 EXPORTERS = ("torchscript", "dynamo")
 # Pinned so that a torch upgrade that moves the exporter's default opset cannot silently change the
@@ -81,19 +83,29 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
     its deprecation warning is silenced here. ``dynamo`` is the exporter torch develops further.
     """
     [(block, inputs)] = torch_copies(module, args, 1, torch.device("cpu"), torch.float32)
+    # the torchscript exporter writes into memory, so that a full disk is told as one (torch's writer would
+    # report it as an export failure); the dynamo exporter takes a path only
+    target: Any = io.BytesIO() if exporter != "dynamo" else str(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                block, inputs, str(path), input_names=input_names(len(inputs)), opset_version=OPSET,
+                block, inputs, target, input_names=input_names(len(inputs)), opset_version=OPSET,
                 dynamo=exporter == "dynamo", external_data=False, verbose=False,
             )
+    except OSError as error:
+        raise OutputError(f"{path} could not be written ({error.strerror or error})") from None
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DeviceError(
             f"blocks timed in ONNX Runtime must export to ONNX, but torch.onnx.export ({exporter} exporter) "
             f"failed on {type(module).__name__}: {first_line}"
         ) from error
+    if isinstance(target, io.BytesIO):
+        try:
+            Path(path).write_bytes(target.getvalue())
+        except OSError as error:
+            raise OutputError(f"{path} could not be written ({error.strerror or error})") from None
 
 
 class OrtMobileDevice(Device):
@@ -167,10 +179,8 @@ class OrtMobileDevice(Device):
     def _make_runner(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], protocol: Protocol) -> Runner:
         model = self._model(module, args)
         feed = _feed(args)
-        return OrtRunner(
-            [self.create_session(model) for _ in range(protocol.rotate)],
-            [{name: array.copy() for name, array in feed.items()} for _ in range(protocol.rotate)],
-        )
+        return OnnxRuntime(self.session_settings).runner(
+            model, [{name: array.copy() for name, array in feed.items()} for _ in range(protocol.rotate)])
 
 
 class OrtCpuDevice(OrtMobileDevice):

@@ -216,7 +216,7 @@ def _measure(table: LookupTable, plan: list[dict], spaces: dict[str, SearchSpace
     """Each entry built as a whole network, in its own space at the table's input profile (a reference of
     other channels too, which the table cannot predict), and timed on the table's device with its protocol,
     as `hwnas validate` measures; NaN for an entry of another space than the table's."""
-    from hwnas.profiler.protocol import Protocol
+    from hwnas.timing.protocol import Protocol
     from hwnas.profiler.session import check_same_device, table_device
     from hwnas.profiler.validate import check_measurable, measure_archs
 

@@ -23,7 +23,7 @@ import numpy as np
 from hwnas.devices import Device
 from hwnas.errors import HwnasError, TableError, TargetError
 from hwnas.outputs import check_output_file, file_lock
-from hwnas.profiler.protocol import Measurement, Protocol, caught_in_bursts
+from hwnas.timing.protocol import Measurement, Protocol, caught_in_bursts
 from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import PRECISION_DTYPES, MeasuringSession, device_header, header_mismatches, reference_block
 from hwnas.profiler.targets import Target
@@ -109,7 +109,7 @@ def _build(space: SearchSpace, device: Device, path: Path, session, protocol: Pr
     table = LookupTable.load(path)
     if protocol.drift_correction and table.header.get("reference_level_ms") is None:
         table = correct_drift(remeasure_bursts(table, session, batch_blocks=batch_blocks, seed=seed), protocol)
-    if isinstance(session, RemoteSession) and todo:  # a board's temperature at the end of the run it measured
+    if not isinstance(session, MeasuringSession) and todo:  # a board's (a phone's) temperature at the end of the run
         table.header["device"]["info"]["temperature_end_c"] = session.temperature_c()
         table.save()
     return table

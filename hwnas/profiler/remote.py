@@ -1,5 +1,5 @@
 """Measuring on a target device: a `RemoteSession` does what a `MeasuringSession` does, with the timing done
-by the measuring process on the target (`hwnas.profiler.targets`, `hwnas.profiler.target_main`).
+by the measuring process on the target (`hwnas.profiler.targets`, `hwnas.timing.target_main`).
 
 The host exports every block (or whole network) to ONNX as the device would time it (int8 quantised on the
 host when asked), sends each model once, and asks the target to time a batch; the target runs the whole
@@ -24,10 +24,11 @@ from hwnas.devices import Device
 from hwnas.devices.litert import LiteRtDevice
 from hwnas.devices.ort_mobile import OrtMobileDevice, input_names
 from hwnas.errors import ConfigError
-from hwnas.profiler.protocol import Measurement, Protocol, batch_reference_ms
-from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, reference_block
+from hwnas.timing.protocol import Measurement, Protocol, batch_reference_ms
+from hwnas.profiler.android import AdbSession
+from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, Session, TargetKind
+from hwnas.profiler.adb import AdbTarget
 from hwnas.profiler.targets import Connection, Target, governor_warning
-from hwnas.space import BlockSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ HOST_COMPARABLE = {"onnxruntime": ("device", "threads", "batch_size", "precision
                    "litert": ("device", "threads", "batch_size", "precision", "torch", "litert_torch", "delegate")}
 
 
-class RemoteSession:
+class RemoteSession(Session):
     """One run of measurements of ``device`` (``ort-mobile``, ``ort-cpu`` or ``litert``) on ``target`` under
     ``protocol``, through one connection; ``pin`` names the target's CPUs to run on, ``keep`` keeps its work
     directory. Models are made on the host (ONNX export, or LiteRT conversion) and only timed there."""
@@ -87,13 +88,6 @@ class RemoteSession:
         return {"name": device.name, "target": self.target.url, "comparable": {k: info[k] for k in fields},
                 "info": info}
 
-    def steady_ms(self) -> float | None:
-        return min(self.references) if self.protocol.drift_correction and self.references else None
-
-    def reference_module(self, dtype: str) -> tuple[torch.nn.Module, torch.Tensor]:
-        block = reference_block(self.device.batch_size, dtype)
-        return block.build().eval(), torch.randn(block.input_shape)
-
     def _entry(self, key: Hashable, module: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
         device = self.device
         model = (device.onnx_model(module, example) if isinstance(device, OrtMobileDevice)
@@ -124,12 +118,6 @@ class RemoteSession:
             self.references.append(batch_reference_ms(results, reference))
         return results
 
-    def measure_blocks(self, blocks: list[BlockSpec], *, seed: int = 0,
-                       steady_ms: float | None = None) -> dict[Hashable, Measurement]:
-        modules = {b.key: (b.build().eval(), torch.randn(b.input_shape)) for b in blocks}
-        modules[REFERENCE_KEY] = self.reference_module(blocks[0].dtype)
-        return self.measure(modules, seed=seed, steady_ms=steady_ms)
-
     def temperature_c(self) -> float | None:
         """The target's temperature now (the end of a run)."""
         return self.connection.request({"op": "fingerprint"})["fingerprint"].get("temperature_c")
@@ -140,16 +128,21 @@ class RemoteSession:
             log.info("the work directory %s on %s is kept", answer.get("workdir"), self.target.url)
 
 
+#: the session of each kind of target (`hwnas.profiler.targets.TARGETS`)
+SESSIONS: dict[type[TargetKind], type[Session]] = {Target: RemoteSession, AdbTarget: AdbSession}
+
+
 @contextmanager
-def open_session(device: Device, protocol: Protocol, target: Target | None = None, *, keep: bool = False,
-                 pin: list[int] | None = None) -> Iterator[MeasuringSession | RemoteSession]:
-    """The measuring session of ``device``: on this host, or on ``target``; closed on leaving."""
+def open_session(device: Device, protocol: Protocol, target: TargetKind | None = None, *, keep: bool = False,
+                 pin: list[int] | None = None) -> Iterator[Session]:
+    """The measuring session of ``device``: on this host, or on ``target`` (a board over ssh, a separate local
+    process, an Android phone: the session `SESSIONS` registers for its kind); closed on leaving."""
     if target is None:
         if pin is not None or keep:
             raise ConfigError("--pin and --keep apply to measurements on a target (--on TARGET)")
         yield MeasuringSession(device, protocol)
         return
-    session = RemoteSession(device, protocol, target, keep=keep, pin=pin)
+    session = SESSIONS[type(target)](device, protocol, target, keep=keep, pin=pin)  # type: ignore[call-arg]
     try:
         yield session
     finally:

@@ -2,7 +2,7 @@
 (`hwnas.profiler.validate`): one run of batches on one device, beside one fixed reference block.
 
 A session prepares each batch's modules on the device, times them with the protocol
-(`hwnas.profiler.protocol.measure_batch`), releases them, and remembers the reference block's time in
+(`hwnas.timing.protocol.measure_batch`), releases them, and remembers the reference block's time in
 every batch, so that later batches are judged against the fastest reference of the run. Its
 `CalmWatch` keeps the run's budget for waiting out bursts of other work. The helpers around it say which
 device a table was measured on and whether two table headers are comparable.
@@ -10,13 +10,15 @@ device a table was measured on and whether two table headers are comparable.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
+from typing import ClassVar
 
 import torch
 
 from hwnas.devices import Device, get_device
 from hwnas.errors import TableError
-from hwnas.profiler.protocol import CalmWatch, Measurement, Protocol, batch_reference_ms, measure_batch
+from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, batch_reference_ms, measure_batch
 from hwnas.space import BlockSpec, OpSpec
 from hwnas.tables import LookupTable
 
@@ -69,13 +71,80 @@ def check_same_device(table: LookupTable, device: Device | dict) -> None:
         raise TableError(f"validation must run on the device the table was measured on, but {'; '.join(diffs[:3])}")
 
 
-class MeasuringSession:
-    """One run of measurements on ``device`` under ``protocol`` (see the module docstring).
+class TargetKind(ABC):
+    """A kind of target, a place other than this process where tables are measured (``--on``): its URLs begin with
+    one of ``schemes`` (``local``, ``ssh://``, ``adb://``); ``parse`` reads one into the target (a one-line
+    ConfigError when it is malformed), whose ``url`` names it in messages and table headers. The kinds are
+    registered in `hwnas.profiler.targets.TARGETS`, each with its `Session` in `hwnas.profiler.remote.SESSIONS`;
+    `hwnas.testing.targets.check_target_kind` is their conformance suite."""
 
-    ``references`` are the reference block's times of the batches measured so far; with drift correction
-    on, each batch waits for calm and is timed again when caught by a burst, judged against the fastest
-    of them (the machine's calm state today, which need not be the one a table was built in: drift
-    correction bridges that).
+    schemes: ClassVar[tuple[str, ...]]
+    syntax: ClassVar[str]
+    url: str
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, text: str) -> TargetKind:
+        """The target ``text`` names (it begins with one of ``schemes``)."""
+
+
+class Session(ABC):
+    """What table builds (`hwnas.profiler.build`) and validations (`hwnas.profiler.validate`) measure through: one
+    run of batches of ``device`` under ``protocol``, on this host (`MeasuringSession`), on a board over ssh
+    (`hwnas.profiler.remote.RemoteSession`) or on a phone over adb (`hwnas.profiler.android.AdbSession`).
+
+    A session times a batch of (module, example) pairs with `measure`, the reference block among them, and keeps
+    each batch's reference level in ``references``, so that later batches are judged against the fastest reference
+    of the run (``steady_ms``). `hwnas.testing.sessions.check_session` is its conformance suite.
+    """
+
+    device: Device
+    protocol: Protocol
+    references: list[float]
+
+    @abstractmethod
+    def device_header(self) -> dict:
+        """The table header's ``device`` of what this session measures on: ``name``, ``comparable``, ``info``."""
+
+    @abstractmethod
+    def measure(self, modules: Mapping[Hashable, tuple[torch.nn.Module, torch.Tensor]], *,
+                reference: Hashable | None = REFERENCE_KEY, seed: int = 0,
+                steady_ms: float | None = None) -> dict[Hashable, Measurement]:
+        """Time every (module, example) as one batch and return a measurement per key. ``reference`` is the key of
+        the reference block among ``modules`` (None: no reference, nothing watched; its level is appended to
+        ``references`` otherwise); ``steady_ms`` overrides the level bursts are judged against (default:
+        `steady_ms`)."""
+
+    def steady_ms(self) -> float | None:
+        """The fastest reference level of the run so far (None without drift correction or before a batch)."""
+        return min(self.references) if self.protocol.drift_correction and self.references else None
+
+    def reference_module(self, dtype: str) -> tuple[torch.nn.Module, torch.Tensor]:
+        """The reference block and an example input, at the device's batch and ``dtype``."""
+        block = reference_block(self.device.batch_size, dtype)
+        return block.build().eval(), torch.randn(block.input_shape)
+
+    def measure_blocks(self, blocks: list[BlockSpec], *, seed: int = 0,
+                       steady_ms: float | None = None) -> dict[Hashable, Measurement]:
+        """Measure one batch of blocks together with the reference block (under `REFERENCE_KEY`)."""
+        modules = {b.key: (b.build().eval(), torch.randn(b.input_shape)) for b in blocks}
+        modules[REFERENCE_KEY] = self.reference_module(blocks[0].dtype)
+        return self.measure(modules, seed=seed, steady_ms=steady_ms)
+
+    def temperature_c(self) -> float | None:
+        """The device's temperature now (read at the end of a run), None where it is not known."""
+        return None
+
+    def close(self) -> None:
+        """Release what the session holds on its device (a connection, a work folder); may be called twice."""
+
+
+class MeasuringSession(Session):
+    """One run of measurements on ``device`` of this host under ``protocol`` (see the module docstring).
+
+    With drift correction on, each batch waits for calm and is timed again when caught by a burst, judged
+    against the fastest reference of the run (the machine's calm state today, which need not be the one a table
+    was built in: drift correction bridges that).
     """
 
     def __init__(self, device: Device, protocol: Protocol, *, watch: CalmWatch | None = None):
@@ -83,21 +152,13 @@ class MeasuringSession:
         self.watch = watch or CalmWatch(protocol)
         self.references: list[float] = []
 
-    def steady_ms(self) -> float | None:
-        return min(self.references) if self.protocol.drift_correction and self.references else None
-
     def device_header(self) -> dict:
-        """The table header's ``device`` of what this session measures on."""
         return device_header(self.device)
 
     def measure(self, modules: Mapping[Hashable, tuple[torch.nn.Module, torch.Tensor]], *,
                 reference: Hashable | None = REFERENCE_KEY, seed: int = 0,
                 steady_ms: float | None = None) -> dict[Hashable, Measurement]:
-        """Prepare every (module, example) on the device, time them as one batch, and release them.
-
-        ``reference`` is the key of the reference block among ``modules`` (None: no reference, nothing
-        watched); ``steady_ms`` overrides the level bursts are judged against (default: `steady_ms`).
-        """
+        """Prepare every (module, example) on the device, time them as one batch, and release them."""
         runners = {}
         try:
             for key, (module, example) in modules.items():
@@ -111,14 +172,3 @@ class MeasuringSession:
         if reference is not None:
             self.references.append(batch_reference_ms(result, reference))
         return result
-
-    def reference_module(self, dtype: str) -> tuple[torch.nn.Module, torch.Tensor]:
-        block = reference_block(self.device.batch_size, dtype)
-        return block.build().eval(), torch.randn(block.input_shape)
-
-    def measure_blocks(self, blocks: list[BlockSpec], *, seed: int = 0,
-                       steady_ms: float | None = None) -> dict[Hashable, Measurement]:
-        """Measure one batch of blocks together with the reference block (under `REFERENCE_KEY`)."""
-        modules = {b.key: (b.build().eval(), torch.randn(b.input_shape)) for b in blocks}
-        modules[REFERENCE_KEY] = self.reference_module(blocks[0].dtype)
-        return self.measure(modules, seed=seed, steady_ms=steady_ms)

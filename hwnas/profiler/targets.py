@@ -3,11 +3,13 @@
 ``~/.ssh/config`` apply).
 
 A target runs one measuring process for a whole run (one connection, not one per block): the host sends
-it a bundle of torch-free modules (`hwnas.profiler.protocol`, `runners`, `onnx_timing`, `litert_timing`,
+it a bundle of torch-free modules (`hwnas.timing.protocol`, `runners`, `ort`, `litert`,
 `target_main` and `hwnas.errors`), which it unpacks into a temporary work directory and runs with the target's
 ``python3`` (Python >= 3.8 with numpy and the runtime of the device: onnxruntime, or ai-edge-litert for
 ``litert``; nothing else, no torch, no hwnas install). Requests and answers
-are JSON lines over the connection's standard input and output (`hwnas.profiler.target_main`).
+are JSON lines over the connection's standard input and output (`hwnas.timing.target_main`).
+
+Android phones (``adb://SERIAL``), which run no Python, are reached through adb instead: `hwnas.profiler.adb`.
 
 ``?python=PATH`` after a target names the Python to run there (default ``python3``; for ``local``, this
 Python). ``$HWNAS_SSH`` replaces the ssh command (default ``ssh``), e.g. ``ssh -F my_config`` or ``ssh -J jump``.
@@ -27,17 +29,17 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from hwnas.errors import ConfigError, TargetError
+from hwnas.profiler.adb import AdbTarget
+from hwnas.profiler.session import TargetKind
+from hwnas.timing.runtimes import RUNTIMES
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: the modules the measuring process needs, as paths below the hwnas package (all torch-free)
-BUNDLE = ("__init__.py", "errors.py", "profiler/__init__.py", "profiler/protocol.py", "profiler/runners.py",
-          "profiler/onnx_timing.py", "profiler/litert_timing.py", "profiler/target_main.py")
-#: what the target's Python needs for each runtime (import names) and how pip names them
-NEEDS = {"onnxruntime": ("numpy", "onnxruntime"), "litert": ("numpy", "ai_edge_litert")}
-PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
+BUNDLE = ("__init__.py", "errors.py", "timing/__init__.py", "timing/protocol.py", "timing/runners.py",
+          "timing/ort.py", "timing/litert.py", "timing/runtimes.py", "timing/target_main.py")
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                "-o", "ServerAliveCountMax=3")
 _SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?python=(?P<python>.+))?$")
@@ -60,14 +62,23 @@ BOOT = (
     "except Exception as e:\n"
     " print(json.dumps({'error':type(e).__name__+': '+str(e)}));sys.exit()\n"
     "sys.path.insert(0,w)\n"
-    "from hwnas.profiler.target_main import serve\n"
+    "from hwnas.timing.target_main import serve\n"
     "serve(w,req.get('keep',False))\n"
 )
 
 
+#: how a target string that names no kind of target is told
+USAGE = ("a target must be local or ssh://[user@]host[:port] (optionally followed by ?python=PATH), or "
+         "adb://[SERIAL] for an Android phone")
+
+
 @dataclass(frozen=True)
-class Target:
-    """A parsed target: how to start a command there, and how to name it in messages and table headers."""
+class Target(TargetKind):
+    """A target that runs hwnas's measuring process in a Python: ``local`` (a separate process here) or
+    ``ssh://`` (a board): how to start a command there, and how to name it in messages and table headers."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("local", "ssh")
+    syntax: ClassVar[str] = "local[?python=PATH] or ssh://[user@]host[:port][?python=PATH]"
 
     url: str
     python: str
@@ -79,26 +90,53 @@ class Target:
             return argv
         return [*self.ssh, shlex.join(argv)]
 
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``local``, ``local?python=PATH``, ``ssh://[user@]host[:port][?python=PATH]``."""
+        local = _LOCAL.match(text.strip())
+        if local:
+            return cls("local", local.group("python") or sys.executable)
+        match = _SSH.match(text.strip())
+        if not match:
+            raise ConfigError(f"{USAGE}, but got {text!r}")
+        user, host, port = match.group("user"), match.group("host"), match.group("port")
+        for part, value in (("user", user), ("host", host)):
+            if value is not None and not _NAME.match(value):
+                raise ConfigError(f"an ssh target's {part} must be letters, digits, '.', '_' and '-', not starting "
+                                  f"with '-' (ssh would read it as an option), but got {value!r}")
+        url = f"ssh://{user + '@' if user else ''}{host}{':' + port if port else ''}"
+        command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
+        # "--" ends ssh's options: the destination is never read as one, whatever client $HWNAS_SSH names
+        ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), "--", f"{user}@{host}" if user else host)
+        return cls(url, match.group("python") or "python3", ssh)
 
-def parse_target(text: str) -> Target:
-    """``local``, ``local?python=PATH``, ``ssh://[user@]host[:port][?python=PATH]``."""
-    local = _LOCAL.match(text.strip())
-    if local:
-        return Target("local", local.group("python") or sys.executable)
-    match = _SSH.match(text.strip())
-    if not match:
-        raise ConfigError(f"a target must be local or ssh://[user@]host[:port] (optionally followed by "
-                          f"?python=PATH), but got {text!r}")
-    user, host, port = match.group("user"), match.group("host"), match.group("port")
-    for part, value in (("user", user), ("host", host)):
-        if value is not None and not _NAME.match(value):
-            raise ConfigError(f"an ssh target's {part} must be letters, digits, '.', '_' and '-', not starting "
-                              f"with '-' (ssh would read it as an option), but got {value!r}")
-    url = f"ssh://{user + '@' if user else ''}{host}{':' + port if port else ''}"
-    command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
-    # "--" ends ssh's options: the destination is never read as one, whatever client $HWNAS_SSH names
-    ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), "--", f"{user}@{host}" if user else host)
-    return Target(url, match.group("python") or "python3", ssh)
+
+#: every kind of target by the scheme its URLs begin with (``local``, ``ssh``, ``adb``)
+TARGETS: dict[str, type[TargetKind]] = {}
+
+
+def register_target(cls: type[TargetKind]) -> type[TargetKind]:
+    """Add a kind of target under each of its schemes (a scheme registered twice raises)."""
+    for scheme in cls.schemes:
+        if scheme in TARGETS:
+            raise ConfigError(f"target schemes must be unique, but {scheme!r} is already registered")
+        TARGETS[scheme] = cls
+    return cls
+
+
+register_target(Target)
+register_target(AdbTarget)
+
+
+def parse_target(text: str) -> TargetKind:
+    """The target ``text`` names, by the kind its scheme registers: ``local[?python=PATH]``,
+    ``ssh://[user@]host[:port][?python=PATH]`` or an Android phone ``adb://[SERIAL][?benchmark=PATH]``."""
+    head = text.strip()
+    scheme = head.split("://", 1)[0] if "://" in head else head.split("?", 1)[0]
+    kind = TARGETS.get(scheme)
+    if kind is None or ("://" in head) == (scheme == "local"):
+        raise ConfigError(f"{USAGE}, but got {text!r}")
+    return kind.parse(text)
 
 
 def bundle() -> bytes:
@@ -121,13 +159,13 @@ class Connection:
             self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         except OSError as exc:  # no ssh, no such python
             raise TargetError(f"could not start {argv[0]} for target {target.url}: {exc.strerror or exc}") from None
-        needs = NEEDS[runtime]
+        needs = RUNTIMES[runtime].modules
         hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep, "needs": needs},
                              starting=True)
         if "missing" in hello:
             raise TargetError(f"the target {target.url} lacks {' and '.join(hello['missing'])} for Python "
-                              f"{hello['python']}: install them there with `{target.python} -m pip install "
-                              f"{' '.join(PIP_NAMES[m] for m in needs)}`")
+                              f"{hello['python']}: install them there with "
+                              f"`{RUNTIMES[runtime].pip_command(target.python)}`")
         if "old" in hello:
             raise TargetError(f"the target {target.url} runs Python {hello['python']}, but measuring needs 3.8 or "
                               f"newer; name another with {target.url}?python=PATH")

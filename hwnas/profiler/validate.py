@@ -19,7 +19,7 @@ import torch
 
 from hwnas.devices import Device
 from hwnas.errors import ConfigError, TableError, require
-from hwnas.profiler.protocol import Protocol, caught_in_bursts
+from hwnas.timing.protocol import Protocol, caught_in_bursts
 from hwnas.profiler.remote import RemoteSession, open_session
 from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, check_same_device
 from hwnas.profiler.targets import Target

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from hwnas.errors import TableError
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.session import check_same_device, table_device
 from hwnas.profiler.validate import check_measurable, measure_archs
 from hwnas.progress import ProgressCallback

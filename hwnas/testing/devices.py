@@ -31,7 +31,7 @@ import torch
 
 from hwnas.devices import DEVICES, Device, get_device
 from hwnas.errors import ConfigError, DeviceError
-from hwnas.profiler.protocol import Measurement, Protocol
+from hwnas.timing.protocol import Measurement, Protocol
 
 #: tiny blocks and short timings: the suite checks behaviour, never speed
 FAST_PROTOCOL = Protocol(warmup_s=0.005, min_block_s=0.001, rounds=3, rotate=2, remeasure=0)

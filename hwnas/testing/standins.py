@@ -10,7 +10,7 @@ import math
 import zlib
 from pathlib import Path
 
-from hwnas.profiler.protocol import Protocol, Runner
+from hwnas.timing.protocol import Protocol, Runner
 from hwnas.space import Architecture, SearchSpace, arch_cost, block_cost
 from hwnas.supernet.evaluator import Evaluator
 from hwnas.tables import LookupTable, Record, TableWriter, make_header
@@ -79,7 +79,7 @@ def tiny_supernet_run(run_dir: str | Path, *, space: str = "spos", width: float 
 
 
 class SequenceRunner(Runner):
-    """A `hwnas.profiler.protocol.Runner` whose timed blocks take the scripted milliseconds per call, one value
+    """A `hwnas.timing.protocol.Runner` whose timed blocks take the scripted milliseconds per call, one value
     per block, in turn; ``numbers`` logs the calls asked for in each block. Protocol code tested on it needs no
     clock and no device."""
 

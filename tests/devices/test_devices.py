@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hwnas.devices import DEVICES, OrtMobileDevice, get_device, list_devices
-from hwnas.profiler.protocol import Measurement, Protocol, Runner, interleaved_measure
+from hwnas.timing.protocol import Measurement, Protocol, Runner, interleaved_measure
 from hwnas.devices.fingerprint import fingerprint_mismatches
 from hwnas.errors import ConfigError, DeviceError, UnknownNameError
 

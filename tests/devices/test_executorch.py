@@ -49,7 +49,7 @@ def test_a_lowered_block_computes_what_pytorch_computes_and_keeps_its_residual_b
 
 @needs_executorch
 def test_the_fingerprint_names_the_runtime_and_its_threads(capfd):
-    from hwnas.profiler.protocol import Protocol
+    from hwnas.timing.protocol import Protocol
 
     device = get_device("executorch", threads=1)
     info = device.info()

@@ -32,7 +32,7 @@ def test_without_the_extra_the_device_says_how_to_install_it(monkeypatch, tmp_pa
 
 @needs_litert
 def test_a_converted_block_computes_what_pytorch_computes(one_thread):
-    from hwnas.profiler.litert_timing import outputs
+    from hwnas.timing.litert import outputs
 
     space = get_space("fbnet", "cifar10", width=0.25, resolution=16)
     device = get_device("litert")
@@ -52,7 +52,7 @@ def test_a_converted_block_computes_what_pytorch_computes(one_thread):
 def test_a_residual_branch_is_not_converted_away():
     """A fresh residual block's last BN scale is 0, so its branch adds zeros, which LiteRT's converter drops (the
     block became an identity timed at an empty invoke's cost): the device converts non-zero weights instead."""
-    from hwnas.profiler.litert_timing import outputs
+    from hwnas.timing.litert import outputs
 
     block = get_space("fbnet", "cifar10", width=0.25, resolution=16).layers[2].block("k5_e6")  # 8>8, stride 1
     module = block.build().eval()
@@ -78,7 +78,7 @@ def test_conversion_output_stays_off_stdout(capfd):
     device = get_device("litert")
     block = get_space("spos", "cifar10", width=0.25, resolution=8).layers[0].block("shuffle_k3")
     device.measure(block.build(), torch.randn(block.input_shape),
-                   __import__("hwnas.profiler.protocol", fromlist=["Protocol"]).Protocol(
+                   __import__("hwnas.timing.protocol", fromlist=["Protocol"]).Protocol(
                        warmup_s=0, min_block_s=0.0005, rounds=3, rotate=2, remeasure=0))
     out, err = capfd.readouterr()
     assert out == "" and "LiteRT-Torch Convert" not in err
@@ -88,7 +88,7 @@ def test_conversion_output_stays_off_stdout(capfd):
 def test_a_target_times_litert_models_converted_on_the_host(one_thread):
     """`--on local`: the measuring process (the one that runs on a board with numpy and ai-edge-litert only)
     times .tflite models the host converted; the header names the runtime on both sides."""
-    from hwnas.profiler.protocol import Protocol
+    from hwnas.timing.protocol import Protocol
     from hwnas.profiler.remote import open_session
     from hwnas.profiler.targets import parse_target
 

@@ -6,7 +6,7 @@ import torch
 
 from hwnas.devices import Device
 from hwnas.errors import DeviceError
-from hwnas.profiler.protocol import Runner
+from hwnas.timing.protocol import Runner
 
 
 class Timed(torch.nn.Module):

@@ -9,7 +9,7 @@ import pytest
 
 from hwnas.errors import TableError
 from hwnas.profiler.build import correct_drift, make_record, profile_space, remeasure_bursts, table_header
-from hwnas.profiler.protocol import Measurement, Protocol
+from hwnas.timing.protocol import Measurement, Protocol
 from hwnas.profiler.session import reference_block
 from hwnas.progress import Progress
 from hwnas.space import block_cost, get_space

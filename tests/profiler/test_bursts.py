@@ -1,11 +1,11 @@
-"""Bursts of other work (`hwnas.profiler.protocol.CalmWatch` and `measure_batch`) on scripted runners and a
+"""Bursts of other work (`hwnas.timing.protocol.CalmWatch` and `measure_batch`) on scripted runners and a
 scripted clock: batches wait for bursts to pass within a per-batch limit and a per-run budget, are timed
 again when caught by one, and keep the attempt beside the fastest reference."""
 
 import pytest
 
-from hwnas.profiler import protocol as protocol_module
-from hwnas.profiler.protocol import CalmWatch, Measurement, Protocol, Runner, measure_batch
+from hwnas.timing import protocol as protocol_module
+from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, Runner, measure_batch
 from hwnas.testing import SequenceRunner
 
 

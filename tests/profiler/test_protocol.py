@@ -1,4 +1,4 @@
-"""The measurement protocol (`hwnas.profiler.protocol`) on scripted runners: settings, summaries, calibration,
+"""The measurement protocol (`hwnas.timing.protocol`) on scripted runners: settings, summaries, calibration,
 interleaved rounds and re-measurement. The watch for bursts of other work is tested in test_bursts.py.
 Nothing here times real work, so every figure is exact."""
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hwnas.errors import ConfigError
-from hwnas.profiler.protocol import (Measurement, Protocol, Runner, batch_reference_ms, calibrate, caught_in_bursts,
+from hwnas.timing.protocol import (Measurement, Protocol, Runner, batch_reference_ms, calibrate, caught_in_bursts,
                                      interleaved_measure)
 from hwnas.testing import SequenceRunner
 
@@ -38,7 +38,7 @@ class ScriptedRunner(Runner):
 
 def test_the_protocol_module_imports_no_torch():
     """It runs on devices that have only numpy and onnxruntime."""
-    code = ("import sys, hwnas.profiler.protocol; "
+    code = ("import sys, hwnas.timing.protocol; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

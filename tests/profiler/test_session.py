@@ -5,10 +5,10 @@ import pytest
 
 from hwnas.devices import get_device
 from hwnas.errors import DeviceError, TableError
-from hwnas.profiler import protocol as protocol_module
+from hwnas.timing import protocol as protocol_module
 from hwnas.profiler import session as session_module
 from hwnas.profiler.build import table_header
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.session import (REFERENCE_KEY, MeasuringSession, check_same_device, header_mismatches,
                                     reference_block, table_device)
 from hwnas.space import get_space

@@ -23,7 +23,7 @@ from hwnas.devices import get_device
 from hwnas.errors import TargetError
 from hwnas.profiler import targets
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.targets import parse_target
 from hwnas.space import get_space
 from hwnas.tables import LookupTable

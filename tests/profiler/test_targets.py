@@ -11,7 +11,7 @@ from hwnas.devices import get_device
 from hwnas.errors import ConfigError, TargetError
 from hwnas.profiler import targets
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.targets import parse_cpus, parse_target
 from hwnas.profiler.validate import validate_table
 from hwnas.space import get_space
@@ -182,7 +182,8 @@ def test_devices_on_a_target_prints_its_fingerprint():
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert [r["device"] for r in rows] == ["ort-mobile", "ort-cpu"] and rows[0]["available"]
-    fingerprint = rows[0]["fingerprint"]
+    # the fingerprint as columns of their own (cli.output's convention): fingerprint.cpu_model, ...
+    fingerprint = {k.removeprefix("fingerprint."): v for k, v in rows[0].items() if k.startswith("fingerprint.")}
     assert {"cpu_model", "machine", "cores_online", "governor", "kernel", "python", "numpy", "onnxruntime",
             "execution_providers", "temperature_c"} <= set(fingerprint)
 
@@ -196,7 +197,7 @@ def test_keep_leaves_the_work_directory_and_pin_restricts_the_cores(tmp_path):
     try:
         assert session.fingerprint["usable_cores"] == 1 and session.device_header()["info"]["pinned_cpus"] == [0]
         workdir = Path(session.workdir)
-        assert (workdir / "hwnas" / "profiler" / "protocol.py").is_file()
+        assert (workdir / "hwnas" / "timing" / "protocol.py").is_file()
     finally:
         session.close()
     assert workdir.is_dir(), "kept"

@@ -11,7 +11,7 @@ from hwnas.errors import ConfigError, TableError
 from hwnas.profiler import session as session_module
 from hwnas.profiler import validate
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Measurement, Protocol
+from hwnas.timing.protocol import Measurement, Protocol
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
 from hwnas.testing import synthetic_table

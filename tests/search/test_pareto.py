@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwnas.devices import get_device
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.errors import ConfigError, TableError
 from hwnas.profiler.session import device_header
 from hwnas.search import Evolution, RandomSearch, load_search, run_search

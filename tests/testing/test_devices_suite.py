@@ -6,7 +6,7 @@ import torch
 
 from hwnas.devices import DEVICES, CpuDevice
 from hwnas.devices.base import HostCallRunner
-from hwnas.profiler.protocol import Runner
+from hwnas.timing.protocol import Runner
 from hwnas.testing.devices import check_device, check_info, check_prepare_leaves_caller_alone, check_runner
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.profiler.protocol import Runner
+from hwnas.timing.protocol import Runner
 
 
 class CycleRunner(Runner):

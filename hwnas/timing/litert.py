@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from hwnas.profiler.runners import CycleRunner, package_version
+from hwnas.timing.runners import CycleRunner, package_version
 
 #: what a LiteRT table was timed with, beside the library versions
 DELEGATE = "XNNPACK (the interpreter's default CPU delegate)"

@@ -1,5 +1,5 @@
-"""The measuring process on a target device: it runs the protocol (`hwnas.profiler.protocol`) on ONNX
-Runtime sessions (`hwnas.profiler.onnx_timing`) or LiteRT interpreters (`hwnas.profiler.litert_timing`) and
+"""The measuring process on a target device: it runs the protocol (`hwnas.timing.protocol`) on ONNX
+Runtime sessions (`hwnas.timing.ort`) or LiteRT interpreters (`hwnas.timing.litert`) and
 answers requests from the host, one JSON line each.
 
 It needs Python >= 3.8 with numpy and the runtime (onnxruntime, or ai-edge-litert) and nothing else: the host
@@ -32,8 +32,9 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from hwnas.profiler.runners import random_feeds
-from hwnas.profiler.protocol import CalmWatch, Protocol, measure_batch
+from hwnas.timing.runners import random_feeds
+from hwnas.timing.protocol import CalmWatch, Protocol, measure_batch
+from hwnas.timing.runtimes import Runtime, get_runtime
 
 
 def _read(path: str) -> Optional[str]:
@@ -70,7 +71,7 @@ def fingerprint(threads: Optional[int] = None) -> Dict[str, Any]:
     ort = None
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime as ort
-    from hwnas.profiler.litert_timing import litert_version
+    from hwnas.timing.litert import litert_version
 
     cpu = "/sys/devices/system/cpu/cpu0/cpufreq"
     cur, top = _read(f"{cpu}/scaling_cur_freq"), _read(f"{cpu}/cpuinfo_max_freq")
@@ -97,23 +98,14 @@ class Server:
         self.models = os.path.join(workdir, "models")
         os.makedirs(self.models, exist_ok=True)
         self.protocol: Optional[Protocol] = None
-        self.runtime = "onnxruntime"
-        self.session: Any = None  # onnx_timing.SessionSettings
+        self.runtime: Optional[Runtime] = None
         self.threads: Optional[int] = None
         self.watch: Optional[CalmWatch] = None
 
     def configure(self, request: Dict[str, Any]) -> Dict[str, Any]:
         self.protocol = Protocol.from_dict(request["protocol"])
-        self.runtime = request.get("runtime", "onnxruntime")
-        if self.runtime == "onnxruntime":
-            from hwnas.profiler.onnx_timing import SessionSettings
-
-            self.session = SessionSettings.from_dict(request["session"])
-            self.threads = self.session.threads
-        elif self.runtime == "litert":
-            self.threads = int(request["threads"])
-        else:
-            raise ValueError(f"a runtime must be onnxruntime or litert, but got {self.runtime!r}")
+        self.runtime = get_runtime(request.get("runtime", "onnxruntime"), request)
+        self.threads = self.runtime.threads
         self.watch = CalmWatch(self.protocol)
         if request.get("pin"):
             if not hasattr(os, "sched_setaffinity"):
@@ -122,8 +114,8 @@ class Server:
         return {"fingerprint": fingerprint(self.threads), "workdir": self.workdir}
 
     def _model(self, entry: Dict[str, Any]) -> bytes:
-        suffix = ".tflite" if self.runtime == "litert" else ".onnx"
-        path = os.path.join(self.models, f"{entry['sha256']}{suffix}")
+        assert self.runtime is not None
+        path = os.path.join(self.models, f"{entry['sha256']}{self.runtime.suffix}")
         if entry.get("model") is not None:
             data = base64.b64decode(entry["model"])
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
@@ -135,14 +127,14 @@ class Server:
             return f.read()
 
     def measure(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        if self.protocol is None or self.threads is None:
+        if self.protocol is None or self.runtime is None:
             raise RuntimeError("a measurement needs a configure request first")
         runners = {}
         try:
             for i, entry in enumerate(request["entries"]):
                 model = self._model(entry)
                 feeds = random_feeds(entry["inputs"], self.protocol.rotate, seed=request["seed"] + i)
-                runners[entry["key"]] = self._runner(model, feeds)
+                runners[entry["key"]] = self.runtime.runner(model, feeds)
             watch = self.watch if self.protocol.drift_correction else None
             results = measure_batch(runners, self.protocol, reference=request.get("reference"),
                                     seed=request["seed"], steady_ms=request.get("steady_ms"), watch=watch)
@@ -151,18 +143,6 @@ class Server:
                 runner.close()
         return {"results": {key: m.to_dict() for key, m in results.items()},
                 "waited_s": None if self.watch is None else self.watch.waited_s}
-
-    def _runner(self, model: bytes, feeds: Any) -> Any:
-        """The runtime's runner on ``rotate`` copies of ``model``, one feed each."""
-        assert self.protocol is not None
-        if self.runtime == "litert":
-            from hwnas.profiler.litert_timing import LiteRtRunner, interpreter
-
-            return LiteRtRunner([interpreter(model, self.threads or 1) for _ in range(self.protocol.rotate)],
-                                [list(feed.values()) for feed in feeds])
-        from hwnas.profiler.onnx_timing import OrtRunner
-
-        return OrtRunner([self.session.create(model) for _ in range(self.protocol.rotate)], feeds)
 
     def bye(self) -> Dict[str, Any]:
         if not self.keep:

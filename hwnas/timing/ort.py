@@ -2,19 +2,19 @@
 
 Imports nothing but the standard library, numpy, onnxruntime and the protocol, so that the same code
 times a block in the host's ``ort-mobile`` / ``ort-cpu`` devices and on a target that has only numpy and
-onnxruntime (`hwnas.profiler.target_main`). Written for Python 3.8 and later, as targets may be.
+onnxruntime (`hwnas.timing.target_main`). Written for Python 3.8 and later, as targets may be.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
 
-from hwnas.profiler.runners import CycleRunner, random_feeds  # noqa: F401  (random_feeds: re-exported)
+from hwnas.timing.runners import CycleRunner
 
 PROVIDER = "CPUExecutionProvider"
 
@@ -53,7 +53,8 @@ class SessionSettings:
                 "execution_mode": options.execution_mode.name, "inter_op_threads": options.inter_op_num_threads}
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The settings as JSON data (lists, not tuples)."""
+        return {"threads": self.threads, "disabled_optimizers": list(self.disabled_optimizers)}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> SessionSettings:

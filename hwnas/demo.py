@@ -38,7 +38,7 @@ from hwnas.data import Loaders, build_loaders
 from hwnas.devices import Device, get_device
 from hwnas.errors import ConfigError
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.profiler.validate import measure_archs
 from hwnas.progress import ProgressCallback
 from hwnas.judge.fit import FEWEST, fit_predictor
@@ -218,8 +218,25 @@ def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallb
             notes.append(f"{result.path.name}: the best leads the runner-up by {row['lead']:.2f} points, within two "
                          f"standard errors ({row['se']:.2f} points over {samples_seen} validation images): the "
                          f"ranking at the top is noise at this size of validation split")
+    notes += shared_best_notes([(result.path.name, result.best.arch if result.best is not None else None)
+                                for result in results])
     return DemoResult(table_path, run_dir, predictor_path, search_dir, chart, targets, plan.loaders.dataset, rows, notes,
                       seconds)
+
+
+def shared_best_notes(bests: list[tuple[str, object]]) -> list[str]:
+    """A sentence for each target (name, best architecture; in ascending target order) whose best is a smaller
+    target's: its extra latency budget bought nothing by the estimate the search used."""
+    notes, first = [], {}
+    for name, arch in bests:
+        if arch is None:
+            continue
+        if arch in first:
+            notes.append(f"{name}: returned the same architecture as {first[arch]}: no slower candidate scored "
+                         f"higher, so by this supernet's estimate the extra latency budget buys no accuracy")
+        else:
+            first[arch] = name
+    return notes
 
 
 class _NoEvaluator(Evaluator):

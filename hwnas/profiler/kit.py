@@ -4,10 +4,14 @@
 
 - ``models/net_000.onnx`` ...: N distinct random architectures of the table's space, each one self-contained
   ONNX file (opset 18, fp32, the table's batch, input ``input0``), freshly initialised from a seed (latency
-  does not depend on the weights' values);
+  does not depend on the weights' values; parameters that are exactly zero, such as the last BN scale of a
+  fresh residual block, get small random values, since converters remove a branch that computes zeros);
+- with ``litert`` (the default where the hwnas[litert] extra is installed) also ``models/net_000.tflite`` ...:
+  the same networks converted by litert-torch, for LiteRT's ``benchmark_model`` or an app;
 - ``manifest.json``: the table (path, digest, device), the space, the input shape, the seed, and per network
   its file, sha256, architecture, MACs, params and the table's prediction;
-- ``measured.csv``: columns ``file``, ``arch`` and ``latency_ms``, the last empty: time each file on the
+- ``measured.csv``: columns ``file`` (the ONNX file), ``litert_file`` (with litert), ``arch`` and ``latency_ms``,
+  the last empty: time each file on the
   device in the runtime you ship with, write its latency in milliseconds, and `hwnas table adapt TABLE
   KIT/measured.csv -o ADAPTED` reads it back (its ``file`` column is ignored there);
 - ``README.txt``: those steps.
@@ -37,6 +41,7 @@ from hwnas.outputs import check_output_dir
 from hwnas.progress import ProgressCallback, report
 from hwnas.space import Architecture, arch_cost
 from hwnas.tables import LookupTable
+from hwnas.timing.runners import package_version
 
 KIND = "hwnas-measurement-kit"
 MODELS, MANIFEST, MEASURED, README = "models", "manifest.json", "measured.csv", "README.txt"
@@ -45,10 +50,10 @@ ADAPT_NEEDS = 10
 
 README_TEXT = """hwnas measurement kit: {n} random networks of the {space} space ({input}) for {device}
 
-1. Time every models/net_*.onnx on the device, in the runtime you ship with (convert the ONNX file with that
-   runtime's converter where it does not read ONNX), at the input shape {shape} (float32), each with a
-   warm-up and enough runs that the median is steady; interleave the files rather than timing each in one
-   go, so that the device's state (clock, temperature) does not follow the file order.
+1. Time every network on the device, in the runtime you ship with: models/net_*.onnx for ONNX Runtime{litert}
+   (convert the ONNX file with your runtime's converter where it reads neither), at the input shape {shape}
+   (float32), each with a warm-up and enough runs that the median is steady; interleave the files rather
+   than timing each in one go, so that the device's state (clock, temperature) does not follow the file order.
 2. Write each median, in milliseconds, in the latency_ms column of measured.csv (the file column names the
    model; remove the rows of networks you did not time).
 3. hwnas table adapt {table} {kit}/measured.csv -o adapted.jsonl
@@ -62,6 +67,7 @@ class Kit:
     directory: Path
     archs: tuple[Architecture, ...]
     predicted_ms: tuple[float, ...]
+    litert: bool = False
 
 
 def check_kit_dir(path: str | os.PathLike) -> Path:
@@ -87,10 +93,24 @@ def sample_archs(table: LookupTable, n: int, seed: int) -> list[Architecture]:
     return list(seen.values())
 
 
-def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed: int = 0,
+def litert_available() -> bool:
+    """Whether the hwnas[litert] extra (litert-torch, the converter) is installed here."""
+    import importlib.util
+
+    return importlib.util.find_spec("litert_torch") is not None
+
+
+def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed: int = 0, litert: bool | None = None,
                on_progress: ProgressCallback | None = None) -> Kit:
-    """Write a measurement kit of ``n`` random architectures of ``table``'s space (see the module docstring)."""
+    """Write a measurement kit of ``n`` random architectures of ``table``'s space (see the module docstring);
+    ``litert`` adds .tflite files (None: where the litert extra is installed)."""
+    from hwnas.devices.litert import no_zero_weights
     from hwnas.devices.ort_mobile import OPSET, export_onnx
+
+    if litert is None:
+        litert = litert_available()
+    elif litert and not litert_available():
+        raise ConfigError("a kit with LiteRT models needs the litert-torch converter: pip install 'hwnas[litert]'")
 
     directory = check_kit_dir(directory)
     space = table.space
@@ -107,27 +127,40 @@ def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed
             report(on_progress, "exporting the measurement kit", i, len(archs))
             torch.manual_seed(seed * 100003 + i)
             model = space.build(arch).eval()
+            no_zero_weights(model, seed=seed * 100003 + i)
             name = f"{MODELS}/net_{i:03d}.onnx"
             export_onnx(model, (torch.zeros(shape),), work / name, "torchscript")
             cost = arch_cost(space, arch)
             ms = table.predict(arch).latency_ms
             predicted.append(ms)
-            networks.append({"file": name, "sha256": hashlib.sha256((work / name).read_bytes()).hexdigest(),
-                             "arch": str(arch), "macs": cost.macs, "params": cost.params, "table_ms": ms})
+            network = {"file": name, "sha256": hashlib.sha256((work / name).read_bytes()).hexdigest(),
+                       "arch": str(arch), "macs": cost.macs, "params": cost.params, "table_ms": ms}
+            if litert:
+                from hwnas.devices.litert import convert
+
+                data = convert(model, (torch.zeros(shape),))
+                network["litert_file"] = f"{MODELS}/net_{i:03d}.tflite"
+                write_atomic(work / network["litert_file"], data)
+                network["litert_sha256"] = hashlib.sha256(data).hexdigest()
+            networks.append(network)
         report(on_progress, "exporting the measurement kit", len(archs), len(archs))
         manifest = {"kind": KIND, "version": 1, "hwnas": __version__,
                     "table": {"path": str(table.path.resolve()) if table.path else None, "digest": table.digest(),
                               "device": table.device_name},
                     "space": space.describe(), "seed": seed,
                     "input": {"name": "input0", "shape": list(shape), "dtype": "float32"},
-                    "format": {"onnx": {"opset": OPSET, "precision": "fp32"}},
+                    "format": {"onnx": {"opset": OPSET, "precision": "fp32"},
+                               **({"litert": {"converter": "litert-torch", "precision": "fp32",
+                                              "litert_torch": package_version("litert-torch")}} if litert else {})},
                     "networks": networks}
         write_atomic(work / MANIFEST, dump_json(manifest, indent=2) + "\n")
-        frame = pd.DataFrame({"file": [n["file"] for n in networks], "arch": [n["arch"] for n in networks],
-                              "latency_ms": [""] * len(networks)})
+        frame = pd.DataFrame({"file": [n["file"] for n in networks],
+                              **({"litert_file": [n["litert_file"] for n in networks]} if litert else {}),
+                              "arch": [n["arch"] for n in networks], "latency_ms": [""] * len(networks)})
         write_atomic(work / MEASURED, frame.to_csv(index=False))
         write_atomic(work / README, README_TEXT.format(
             n=len(archs), space=space.name, input=space.profile.name, device=table.device_name,
+            litert=", models/net_*.tflite for LiteRT (e.g. its benchmark_model --graph=FILE)" if litert else "",
             shape="x".join(map(str, shape)), table=table.path or "TABLE", kit=directory, needs=ADAPT_NEEDS))
         check_kit_dir(directory)  # still new or empty: nothing was written there meanwhile
         if directory.is_dir():
@@ -136,4 +169,4 @@ def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Kit(directory, tuple(archs), tuple(float(p) for p in np.asarray(predicted)))
+    return Kit(directory, tuple(archs), tuple(float(p) for p in np.asarray(predicted)), litert)

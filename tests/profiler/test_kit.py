@@ -26,7 +26,7 @@ def table(tmp_path_factory):
 @pytest.fixture(scope="module")
 def kit(table, tmp_path_factory):
     out = tmp_path_factory.mktemp("k") / "kit"
-    result = run("validate", table.path, "--export", "10", "--seed", "4", "-o", out, "--format", "json")
+    result = run("validate", table.path, "--export", "10", "--seed", "4", "-o", out, "--no-litert")
     assert result.exit_code == 0, result.output
     return out
 
@@ -78,7 +78,39 @@ def test_an_existing_kit_is_never_overwritten(table, kit):
     assert (kit / "measured.csv").read_bytes() == before
 
 
+def test_a_kit_with_litert_models_holds_the_same_networks_as_tflite(table, tmp_path):
+    pytest.importorskip("litert_torch", reason="the hwnas[litert] extra is not installed here")
+    from hwnas.timing.litert import outputs
+
+    result = run("validate", table.path, "--export", "2", "-o", tmp_path / "kit", "--litert")
+    assert result.exit_code == 0, result.output
+    kit = tmp_path / "kit"
+    manifest = json.loads((kit / "manifest.json").read_text())
+    assert set(manifest["format"]) == {"onnx", "litert"}
+    frame = pd.read_csv(kit / "measured.csv", keep_default_na=False)
+    assert list(frame.columns) == ["file", "litert_file", "arch", "latency_ms"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    for n in manifest["networks"]:
+        data = (kit / n["litert_file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == n["litert_sha256"] and n["litert_file"].endswith(".tflite")
+        (lite,) = outputs(data, [x]).values()
+        session = ort.InferenceSession(str(kit / n["file"]), providers=["CPUExecutionProvider"])
+        (onnx_out,) = session.run(None, {"input0": x})
+        np.testing.assert_allclose(lite, onnx_out, rtol=1e-3, atol=1e-3)  # one network in both formats
+    assert "models/net_*.tflite" in (kit / "README.txt").read_text()
+
+
+def test_a_kit_without_the_converter_names_the_extra(table, tmp_path, monkeypatch):
+    from hwnas.profiler import kit as kit_module
+
+    monkeypatch.setattr(kit_module, "litert_available", lambda: False)
+    one_line_error(run("validate", table.path, "--export", "2", "-o", tmp_path / "kit", "--litert"),
+                   "pip install 'hwnas[litert]'")
+    assert not (tmp_path / "kit").exists()
+
+
 @pytest.mark.parametrize("args,message", [
+    (["--litert"], "--litert applies to a kit"),
     (["--export", "3"], "--export N and -o KIT go together"),
     (["-o", "KIT"], "--export N and -o KIT go together"),
     (["--export", "3", "-o", "KIT", "--save"], "but got --save, which measures here"),

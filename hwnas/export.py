@@ -15,6 +15,7 @@ module, and an ONNX file checked against PyTorch in ONNX Runtime.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def export_architecture(space: SearchSpace, arch: Architecture | str, directory:
     rebuilt.load_state_dict(model.state_dict())
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "arch.json", arch.to_json(space) + "\n")
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, directory / "model.pt")
+    buffer = io.BytesIO()  # serialised first: torch's own writer reports a full disk as a RuntimeError
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, buffer)
+    write_atomic(directory / "model.pt", buffer.getvalue())
     shape = [batch_size, space.profile.channels, space.profile.resolution, space.profile.resolution]
     meta: dict[str, Any] = {
         "kind": "hwnas-export", "arch": str(arch), "ops": list(arch.ops), "space": space.describe(),

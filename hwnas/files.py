@@ -40,10 +40,28 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], N
 
 
 def append_line(file: IO[str], line: str) -> None:
-    """Append ``line`` and a newline to an open text file and force both to disk."""
-    file.write(line + "\n")
-    file.flush()
-    os.fsync(file.fileno())
+    """Append ``line`` and a newline to a file open for appending and force both to disk, whole or not at all: a
+    write that fails (a full disk) cuts the file back to where it ended and is one OutputError naming it."""
+    file.flush()  # nothing of Python's buffer may follow the line
+    append_whole(file.fileno(), (line + "\n").encode(), file.name)
+
+
+def append_whole(fd: int, data: bytes, name: str | os.PathLike | int) -> None:
+    """Append ``data`` to the file open for appending at ``fd`` and fsync it; when that fails, the file is cut
+    back to its length before, so it never ends in a torn line, and the failure is an OutputError."""
+    before = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, before)
+        except OSError:
+            pass
+        raise OutputError(f"{name} could not be appended to ({exc.strerror or exc}); it ends after its last whole "
+                          f"line") from None
 
 
 def dump_json(data: Any, *, nan_as_null: bool = False, indent: int | None = None, sort_keys: bool = False) -> str:

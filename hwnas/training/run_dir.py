@@ -118,7 +118,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def write_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     require(set(state) | {"format"} == CHECKPOINT_KEYS,
             f"a checkpoint holds {sorted(CHECKPOINT_KEYS)}, but got {sorted(state)}")
-    write_atomic(run_dir / CHECKPOINT_FILE, lambda p: torch.save({**state, "format": CHECKPOINT_FORMAT}, p))
+    buffer = io.BytesIO()  # serialised first: torch's own writer reports a full disk as a RuntimeError
+    torch.save({**state, "format": CHECKPOINT_FORMAT}, buffer)
+    write_atomic(run_dir / CHECKPOINT_FILE, buffer.getvalue())
 
 
 def one_line(exc: BaseException) -> str:

@@ -84,6 +84,7 @@ def main() -> None:
             "-o", str(rank), "--format", "json", capture=True)
         first_rank = first_rank or rank
         ranked = json.loads(out)
+        ranked = {**ranked["summary"], "rows": ranked["rows"]}  # --format json: {"rows": [...], "summary": {...}}
         pred_sa = work / f"predictor-{name}-standalone.json"
         scores, scores_sa = (Path(f"{p}.scores.jsonl") for p in (pred, pred_sa))
         if scores.exists() and not scores_sa.exists():  # the same sample, scored alike: not scored twice
@@ -93,6 +94,7 @@ def main() -> None:
             str(rank), "--threads", args.threads, "--no-progress", "-o", str(pred_sa), "--format", "json",
             capture=True)
         fitted = json.loads(out)
+        fitted = {**fitted["summary"], "rows": fitted["rows"]}
         results[name] = (ranked, fitted)
 
     print(f"\n{args.archs} architectures drawn uniformly from the space, each trained stand-alone "

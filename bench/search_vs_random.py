@@ -88,6 +88,7 @@ def main() -> None:
         *reuse, "--threads", args.threads, "--no-progress", "-o", str(work / "report"), "--format", "json",
         capture=True, processes=args.processes)
     report = json.loads(out)
+    report = {**report["summary"], "rows": report["rows"]}  # --format json: {"rows": [...], "summary": {...}}
     rescored = json.loads(Path(args.predictor).read_text()).get("target") == "supernet" \
         if args.rescore is None else args.rescore > 0
     print(f"\nsearch: evolution on the predictor, {args.population} x {args.generations} per target"

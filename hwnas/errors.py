@@ -22,7 +22,8 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str], plural: str | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known {plural or kind + 's'}: {', '.join(self.known) or '(none)'}")
+        super().__init__(f"unknown {kind} {quoted(name)}; known {plural or kind + 's'}: "
+                         f"{', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
@@ -71,3 +72,20 @@ def require_finite(settings: object) -> None:
 
 class OutputError(HwnasError):
     """An output could not be written (a full disk, a read-only file system); what was there before is kept."""
+
+
+#: the most characters of a value an error message quotes
+QUOTE_LIMIT = 100
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with an ellipsis and its full length when it is longer,
+    so that a one-line error stays one readable line whatever the user's file held (a 200 MB field)."""
+    if isinstance(value, str) and len(value) > 4 * limit:  # never repr a huge string whole
+        shown = repr(value[:limit])
+        return f"{shown[:limit]}... ({len(value)} characters)"
+    shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(shown)} characters as written"
+    return f"{shown[:limit]}... ({length})"

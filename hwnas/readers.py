@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, quoted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +119,7 @@ def _offence(text: str) -> tuple[int, str]:
             if token.endswith(":") and stack and stack[-1] is not None:
                 name = json.loads(token[:-1].rstrip())
                 if name in stack[-1]:
-                    return match.start(), f"the name {name!r} a second time in one object"
+                    return match.start(), f"the name {quoted(name)} a second time in one object"
                 stack[-1].add(name)
         else:
             return match.start(), f"{token}, which JSON does not allow (numbers must be finite)"
@@ -332,5 +332,5 @@ def read_csv(path: str | Path, what: str, columns: Mapping[str, str | Column], e
         for index, (name, spec) in specs.items():
             if not spec.accepts(row[index]):
                 raise error(f"{what} must have {spec.describe()} in column {name!r}, but {path} line {number} "
-                            f"has {row[index]!r}")
+                            f"has {quoted(row[index])}")
     return pd.read_csv(io.StringIO(text))

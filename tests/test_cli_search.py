@@ -92,8 +92,8 @@ def test_random_sweep(tables, tmp_path, fake_supernet):
     (("--target-latency", "-2ms"), "a target latency must be a positive duration"),
     (("--target-latency", "0.001ms"), "the target latency must be reachable, but 0.001 ms is below the smallest "
                                       "latency of space 'spos' on cpu ("),
-    (("--strategy", "annealing"), "unknown search strategy 'annealing'; known search strategies: "
-                                  "differentiable, evolution, random"),
+    (("--strategy", "annealing"), "Invalid value for '--strategy': 'annealing' is not one of 'differentiable', "
+                                  "'evolution', 'random'"),
     (("--strategy", "random", "--population", "5"), "strategy 'random' takes settings samples, patience, chunk, "
                                                     "but got population"),
     (("--max-macs", "lots"), "a MACs bound must be a positive count such as 300M"),

@@ -38,7 +38,7 @@ def test_train_eval_retrain(tmp_path):
     evaluated = run("eval", str(supernet), "--arch", "SPOS", "--random", "2", "--format", "json")
     assert evaluated.exit_code == 0, evaluated.output
     data = json.loads(evaluated.output)
-    assert data["space"] == "spos" and data["bn_batches"] == 2 and len(data["rows"]) == 3
+    assert data["summary"]["space"] == "spos" and data["summary"]["bn_batches"] == 2 and len(data["rows"]) == 3
     assert all(0 <= row[key] <= 100 for row in data["rows"]
                for key in ("val_acc_inherited_bn", "val_acc_recalibrated_bn"))
     assert run("eval", str(supernet), "--random", "1", "--bn-batches", "1").exit_code == 0
@@ -54,8 +54,8 @@ def test_train_eval_retrain(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (("--dataset", "mnist"), "unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist,"),
-    (("--optimizer", "lamb"), "unknown optimizer 'lamb'; known optimizers: adam, rmsprop, sgd"),
-    (("--scheduler", "linear"), "unknown scheduler 'linear'; known schedulers: cosine, step"),
+    (("--optimizer", "lamb"), "Invalid value for '--optimizer': 'lamb' is not one of 'sgd', 'rmsprop', 'adam'"),
+    (("--scheduler", "linear"), "Invalid value for '--scheduler': 'linear' is not one of 'cosine', 'step'"),
     (("--strategy", "greedy"), "Invalid value for '--strategy': 'greedy' is not one of 'uniform', 'fairness', 'sandwich', 'anchored'."),
     (("--batch-size", "0"), "Invalid value for '--batch-size': must be a finite integer >= 1 and <= 65536, but got '0'"),
     (("--lr", "0"), "Invalid value for '--lr': must be a finite number > 0 and <= 100, but got '0'"),

@@ -60,7 +60,9 @@ class HwnasGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attribute, _ = COMMANDS[name]
-        return getattr(importlib.import_module(f"hwnas.cli.{module}"), attribute)
+        from hwnas.cli.config import add_config_option  # --config FILE on every command, added here once
+
+        return add_config_option(getattr(importlib.import_module(f"hwnas.cli.{module}"), attribute))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -6,7 +6,8 @@ import time
 
 import click
 
-from hwnas.cli.options import POSITIVE, RESOLUTION, SEED, WIDTH, Number, default_of, format_option, output_path, threads_option
+from hwnas.cli.options import (POSITIVE, RESOLUTION, SEED, WIDTH, Number, default_of, device_names, format_option,
+                               output_path, threads_option)
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.demo import DemoSettings
@@ -23,7 +24,8 @@ def _default(name: str):
 @click.option("--width", type=WIDTH, default=_default("width"), show_default=True)
 @click.option("--resolution", type=RESOLUTION, default=_default("resolution"), show_default=True,
               help="Input size: Fashion-MNIST's 28x28 images are resized to it.")
-@click.option("--device", default=_default("device"), show_default=True, help="Device the table is measured on.")
+@click.option("--device", type=click.Choice(device_names()), default=_default("device"), show_default=True,
+              help="Device backend the table is measured on (see `hwnas devices`).")
 @click.option("--epochs", type=POSITIVE, default=_default("epochs"), show_default=True, help="Supernet training epochs.")
 @click.option("--steps-per-epoch", type=Number(int, 1), default=_default("steps_per_epoch"), show_default=True,
               help="Training steps per epoch (the same on the full data set and on the embedded subset).")

@@ -12,9 +12,11 @@ from typing import Any
 import click
 
 from hwnas.cli.output import FORMATS
+from hwnas.errors import quoted
 
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                             help="Output format.")
+                             help="Output format: table (for reading: summary, rows, totals), csv (the rows only) "
+                                  "or json ({\"rows\": [...], \"summary\": {...}}, the same rows and the summary).")
 
 
 class Number(click.ParamType):
@@ -44,12 +46,12 @@ class Number(click.ParamType):
                     raise ValueError
                 number = int(number)
         except (TypeError, ValueError, OverflowError):
-            self.fail(f"must be {self.range_text()}, but got {value!r}", param, ctx)
+            self.fail(f"must be {self.range_text()}, but got {quoted(value)}", param, ctx)
         out_of_range = (not math.isfinite(number)
                         or (self.low is not None and (number <= self.low if self.low_open else number < self.low))
                         or (self.high is not None and (number >= self.high if self.high_open else number > self.high)))
         if out_of_range:
-            self.fail(f"must be {self.range_text()}, but got {value!r}", param, ctx)
+            self.fail(f"must be {self.range_text()}, but got {quoted(value)}", param, ctx)
         return number
 
 
@@ -76,7 +78,7 @@ class Threads(click.ParamType):
         except (TypeError, ValueError):
             threads = 0
         if threads < 1:
-            self.fail(f"threads must be 'auto' or an integer >= 1, but got {value!r}", param, ctx)
+            self.fail(f"threads must be 'auto' or an integer >= 1, but got {quoted(value)}", param, ctx)
         return threads
 
 
@@ -84,6 +86,13 @@ threads_option = click.option(
     "--threads", type=Threads(), default="auto", show_default=True,
     help="PyTorch CPU threads: auto uses as many as there are idle cores when the command starts (a core busy "
          "with other work would otherwise slow every step several times over).")
+
+
+def device_names() -> list[str]:
+    """The device backends a table can be measured on (`hwnas devices`), for a ``--device`` choice."""
+    from hwnas.devices import DEVICES
+
+    return DEVICES.names()
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:

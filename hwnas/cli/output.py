@@ -1,46 +1,114 @@
-"""Rendering rows of results as a text table, CSV or JSON (the CLI's ``--format``)."""
+"""Rendering rows of results as a text table, CSV or JSON (the CLI's ``--format``): one convention for every
+command.
+
+- ``table``: the command's summary as ``key: value`` lines above the rows, footer rows (totals) below them;
+  numbers may be shown in human units (``244.45M``).
+- ``csv``: the rows only, nothing else (no totals, no summary): numbers as numbers (an integer column stays
+  integer), a nested dict as its own columns named ``outer.inner`` (``fingerprint.threads``), a list as its JSON
+  text, an empty or undefined value (NaN, an infinity, ``""``) as an empty cell. ``pd.read_csv(io.StringIO(text))``
+  reads it.
+- ``json``: strict JSON ``{"rows": [...], "summary": {...}}``: the same rows as the CSV (flattened the same way,
+  every row with every column, null where empty) and beside them the command's summary (statistics, settings,
+  totals), nested as it is. ``pd.DataFrame(json.loads(text)["rows"])`` gives the CSV's DataFrame.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from hwnas.files import dump_json
 
 FORMATS = ("table", "json", "csv")
 
 
-def render(rows: Sequence[dict[str, Any]], fmt: str, *, extra: dict[str, Any] | None = None,
-           footer: Sequence[dict[str, Any]] = ()) -> str:
-    """``rows`` as one table; ``footer`` rows (totals) are appended to table and CSV, and kept apart in JSON
-    together with ``extra`` (context such as the space and input profile)."""
-    if fmt == "json":
-        data: dict[str, Any] = dict(extra or {})
-        data["rows"] = list(rows)
-        if footer:
-            data["total"] = footer[0] if len(footer) == 1 else list(footer)
-        return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
-    frame = pd.DataFrame([*rows, *footer])
+def render(rows: Sequence[Mapping[str, Any]], fmt: str, *, extra: Mapping[str, Any] | None = None,
+           footer: Sequence[Mapping[str, Any]] = ()) -> str:
+    """``rows`` in ``fmt``. ``extra`` is the command's summary (context such as the space, statistics): lines
+    above the table, ``"summary"`` in JSON, left out of CSV. ``footer`` rows (totals) follow the rows of the
+    table and are the summary's ``"total"`` in JSON (left out of CSV)."""
+    if fmt == "table":
+        shown = [*rows, *footer]
+        columns = list(dict.fromkeys(key for row in shown for key in row))
+        data = frame([{key: row.get(key) for key in columns} for row in shown])
+        for column in data.columns[data.dtypes == "Int64"]:  # na_rep does not reach pandas' <NA>
+            data[column] = data[column].astype(object).where(data[column].notna(), "")
+        text = data.to_string(index=False, na_rep="")
+        if extra:
+            text = "\n".join(f"{k}: {v}" for k, v in extra.items()) + "\n" + text
+        return text
+    flat = flat_rows(rows)
     if fmt == "csv":
-        return frame.to_csv(index=False).rstrip("\n")
-    text = frame.to_string(index=False, na_rep="")
-    if extra:
-        text = "\n".join(f"{k}: {v}" for k, v in extra.items()) + "\n" + text
-    return text
+        return frame(flat).to_csv(index=False).rstrip("\n")
+    if fmt != "json":
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, but got {fmt!r}")
+    summary = dict(extra or {})
+    if footer:
+        summary["total"] = footer[0] if len(footer) == 1 else list(footer)
+    return dump_json({"rows": flat, "summary": plain(summary)}, indent=2)  # the strict writer of hwnas's files
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (an undefined statistic, e.g. Kendall tau of a constant) as None, so
-    that ``--format json`` is strict JSON that every parser reads (null, not NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(v) for key, v in value.items()}
+def flat_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` as the CSV and the JSON hold them: flattened (see the module docstring), every row with every
+    column (in the order they first appear), None where a row has no value."""
+    flat = [_flatten(row) for row in rows]
+    columns = list(dict.fromkeys(key for row in flat for key in row))
+    return [{key: row.get(key) for key in columns} for row in flat]
+
+
+def frame(flat: list[dict[str, Any]]) -> pd.DataFrame:
+    """``flat`` rows as a DataFrame whose integer columns stay integer where a value is missing (written as
+    ``1``, not ``1.0``)."""
+    data = pd.DataFrame(flat)
+    for column in data.columns:
+        values = [row[column] for row in flat if row[column] is not None]
+        if values and len(values) < len(flat) and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            data[column] = pd.array([row[column] for row in flat], dtype="Int64")
+    return data
+
+
+def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            out[name] = dump_json(plain(value))
+        else:
+            value = plain(value)
+            out[name] = None if value == "" else value
+    return out
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON's types, converted explicitly: numpy scalars and arrays as numbers and lists, paths as
+    text, tuples as lists, every non-finite float (an undefined statistic, e.g. Kendall tau of a constant) as
+    None, so that ``--format json`` is strict JSON that every parser reads. Anything else is a TypeError: a value
+    hwnas does not know how to write is a bug to fix, not a string to print."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return [plain(v) for v in value]
+    raise TypeError(f"--format json writes numbers, text, lists and dicts, but got a {type(value).__name__}: "
+                    f"{value!r:.80}")
 
 
 def human(n: float) -> str:

@@ -41,8 +41,8 @@ equal one process's with the same --threads):
 @click.option("--folds", type=Number(int, 2, 100), default=5, show_default=True,
               help="Folds of the held-out figures against supernet scores.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sample of architectures.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where architectures are scored [default: cuda when available].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Torch device on which the supernet scores the architectures.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder [default: the supernet run's].")
 @threads_option

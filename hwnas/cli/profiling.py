@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hwnas.cli.options import BATCH, RESOLUTION, SEED, WIDTH, Number, default_of, format_option, options, output_path
+from hwnas.cli.options import (BATCH, RESOLUTION, SEED, WIDTH, Number, default_of, device_names, format_option,
+                               options, output_path)
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
-from hwnas.profiler.protocol import STATISTICS, Protocol
+from hwnas.timing.protocol import STATISTICS, Protocol
 
 
 def _protocol_default(name: str, scale: float = 1.0):
@@ -28,9 +29,11 @@ def _target_options():
                      help="Measure on another machine: ssh://[user@]host[:port] (the system ssh, your keys and "
                           "~/.ssh/config), or local (a separate process here); it needs only Python >= 3.8 with numpy "
                           "and onnxruntime (ai-edge-litert for litert). Append ?python=PATH to choose its Python. ort-mobile, "
-                          "ort-cpu and litert only."),
+                          "ort-cpu and litert only. Or an Android phone through adb: adb://SERIAL?benchmark=PATH "
+                          "(adb:// for the only one; PATH: LiteRT's benchmark_model for Android on this host), "
+                          "litert only."),
         click.option("--pin", default=None, metavar="CPUS", help="With --on: run the measurement on these CPUs of the "
-                                                                   "target (2, 2,3 or 0-3)."),
+                                                                   "target (2, 2,3 or 0-3; big: a phone's big cores)."),
         click.option("--keep", is_flag=True, help="With --on: leave the work directory (runner, exported models) on "
                                                   "the target."),
     ]
@@ -43,12 +46,16 @@ def _target(target: str | None, pin: str | None, keep: bool):
 
     if target is None and (pin is not None or keep):
         raise ConfigError("--pin and --keep apply to measurements on a target: give --on TARGET")
-    return (None if target is None else parse_target(target)), parse_cpus(pin), keep
+    parsed = None if target is None else parse_target(target)
+    if pin == "big" and parsed is not None and parsed.url.startswith("adb://"):
+        return parsed, "big", keep  # a phone's big cores, found from its CPU frequencies
+    return parsed, parse_cpus(pin), keep
 
 @click.command()
 @click.option("--on", "target", default=None, metavar="TARGET",
-              help="Check a target instead (ssh://[user@]host[:port] or local, ?python=PATH): connect, run the "
-                   "measuring process there and print its fingerprint.")
+              help="Check a target instead (ssh://[user@]host[:port] or local, ?python=PATH; or a phone, "
+                   "adb://SERIAL?benchmark=PATH): connect, run the measuring process (or benchmark program) there and "
+                   "print its fingerprint.")
 @format_option
 def devices(target: str | None, fmt: str) -> None:
     """List the device backends, whether this machine can run them, and their fingerprint."""
@@ -77,6 +84,13 @@ def _target_devices(text: str, fmt: str) -> None:
     from hwnas.profiler.targets import Connection, governor_warning, parse_target
 
     target = parse_target(text)
+    if target.url.startswith("adb://"):  # an Android phone: its fingerprint, and whether the benchmark program runs
+        from hwnas.profiler.android import describe_phone
+
+        phone = describe_phone(target)
+        click.echo(render([phone["row"] if fmt == "table" else {**phone["row"], "fingerprint": phone["fingerprint"]}],
+                          fmt))
+        return
     with Connection(target) as connection:
         fingerprint = connection.fingerprint
     rows = [{"device": name, "target": target.url, "available": "CPUExecutionProvider" in
@@ -98,7 +112,8 @@ def _target_devices(text: str, fmt: str) -> None:
 @click.option("--width", type=WIDTH, default=1.0, show_default=True, help="Width multiplier of the space.")
 @click.option("--resolution", type=RESOLUTION, default=None,
               help="Input size, as `hwnas train --resolution` resizes images [default: the input profile's].")
-@click.option("--device", "device_name", default="cpu", show_default=True, help="Device backend (see `hwnas devices`).")
+@click.option("--device", "device_name", type=click.Choice(device_names()), default="cpu", show_default=True,
+              help="Device backend (see `hwnas devices`).")
 @click.option("--threads", type=Number(int, 1, 1024), default=None, help="Threads (default: the device's, 1 for cpu and ort-mobile).")
 @click.option("--batch-size", type=BATCH, default=1, show_default=True)
 @click.option("--precision", default=None, help="fp32 (default), or int8 on ort-mobile / ort-cpu.")
@@ -176,15 +191,19 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
               help="Also write one CSV row per architecture (measured, as timed, table, calibrated, MACs, split; "
                    "with --repeats, each run).")
 @click.option("--export", "export", type=Number(int, 1, 100000), default=None, metavar="N",
-              help="Measure nothing: write N random architectures of the table's space as ONNX files, with a manifest "
-                   "and a measured.csv to fill in on a device hwnas cannot run on, into -o KIT (then `hwnas table adapt "
-                   "TABLE KIT/measured.csv`).")
+              help="Measure nothing: write N random architectures of the table's space as ONNX (and LiteRT) files, "
+                   "with a manifest and a measured.csv to fill in on a device hwnas cannot run on, into -o KIT (then "
+                   "`hwnas table adapt TABLE KIT/measured.csv`).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), callback=output_path, default=None,
               help="With --export: the kit's directory (new or empty).")
+@click.option("--litert/--no-litert", default=None,
+              help="With --export: also write each network as a LiteRT .tflite file (converted by litert-torch)  "
+                   "[default: where the hwnas[litert] extra is installed].")
 @options(*_target_options())
 @format_option
 def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, details: Path | None, export: int | None,
-             output: Path | None, target: str | None, pin: str | None, keep: bool, fmt: str) -> None:
+             output: Path | None, litert: bool | None, target: str | None, pin: str | None, keep: bool,
+             fmt: str) -> None:
     """Measure random whole architectures on the table's device and report how well the table predicts them.
 
     A calibration (scale and offset) is fitted on half of the architectures and every figure is reported
@@ -193,13 +212,13 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
     agreement between two measurements of the same networks is printed below them: no predictor can be
     judged closer than that.
 
-    With --export N -o KIT nothing is measured: N random architectures go to KIT as ONNX files to be timed
-    elsewhere (a phone, a board without Python), with a manifest and a measured.csv that `hwnas table adapt`
-    reads back once its latency_ms column is filled in.
+    With --export N -o KIT nothing is measured: N random architectures go to KIT as ONNX files (and LiteRT
+    .tflite files, see --litert) to be timed elsewhere (a phone, a board without Python), with a manifest and a
+    measured.csv that `hwnas table adapt` reads back once its latency_ms column is filled in.
     """
-    if export is not None or output is not None:
+    if export is not None or output is not None or litert is not None:
         _export_kit(path, export, output, seed, save=save, details=details, repeats=repeats, target=target,
-                    pin=pin, keep=keep, fmt=fmt)
+                    pin=pin, keep=keep, fmt=fmt, litert=litert)
         return
     import pandas as pd
 
@@ -234,16 +253,21 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
                          f"drift-corrected to the reference level {t.header['reference_level_ms']} ms",
              "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
                             + (" (saved)" if save else "")}
+    if fmt == "json":  # the calibration as numbers
+        extra["calibration"] = {"scale": report.calibration.scale, "offset_ms": report.calibration.offset_ms,
+                                "saved": save}
     click.echo(render(report.rows(), fmt, extra=extra))
 
 
 def _export_kit(path: Path, export: int | None, output: Path | None, seed: int, *, save: bool, details: Path | None,
-                repeats: int, target: str | None, pin: str | None, keep: bool, fmt: str) -> None:
+                repeats: int, target: str | None, pin: str | None, keep: bool, fmt: str, litert: bool | None) -> None:
     """`validate --export N -o KIT`: the networks to measure elsewhere, nothing measured here."""
     from hwnas.errors import ConfigError
     from hwnas.profiler.kit import ADAPT_NEEDS, check_kit_dir, export_kit
     from hwnas.tables import LookupTable
 
+    if export is None and output is None:
+        raise ConfigError("--litert applies to a kit (--export N -o KIT), but got neither --export nor -o")
     if export is None or output is None:
         raise ConfigError("--export N and -o KIT go together: the networks to measure elsewhere and where they go, "
                           f"but got only {'-o' if export is None else '--export'}")
@@ -255,10 +279,12 @@ def _export_kit(path: Path, export: int | None, output: Path | None, seed: int, 
     check_kit_dir(output)  # before the table is read: nothing is written into a kit being filled in
     table = LookupTable.load(path)
     with ProgressDisplay() as progress:
-        kit = export_kit(table, export, output, seed=seed, on_progress=progress)
+        kit = export_kit(table, export, output, seed=seed, litert=litert, on_progress=progress)
     row = {"kit": str(output), "networks": len(kit.archs), "table": str(path), "device": table.device_name,
-           "files": "models/net_*.onnx, manifest.json, measured.csv, README.txt",
-           "table_ms": f"{min(kit.predicted_ms):.4g}..{max(kit.predicted_ms):.4g}",
+           "files": f"models/net_*.onnx{', models/net_*.tflite' if kit.litert else ''}, manifest.json, measured.csv, "
+                    "README.txt",
+           **({"table_ms": f"{min(kit.predicted_ms):.4g}..{max(kit.predicted_ms):.4g}"} if fmt == "table" else
+              {"table_ms_min": float(min(kit.predicted_ms)), "table_ms_max": float(max(kit.predicted_ms))}),
            "next": f"fill in {output}/measured.csv, then hwnas table adapt {path} {output}/measured.csv -o ADAPTED"}
     click.echo(render([row], fmt))
     if len(kit.archs) < ADAPT_NEEDS:

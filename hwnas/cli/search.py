@@ -10,8 +10,8 @@ import click
 from hwnas.cli.options import BATCH, FRACTION, POSITIVE, SEED, WIDTH, Number, default_of, format_option, output_path, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
-from hwnas.search import DifferentiableSearch, Evolution, RandomSearch
-from hwnas.training.config import RunConfig
+from hwnas.search import STRATEGIES, DifferentiableSearch, Evolution, RandomSearch
+from hwnas.training.config import DEVICES, RunConfig
 
 
 def _search_space(space_name: str, profile: str | None, width: float | None, table):
@@ -28,8 +28,8 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 
 
 @click.command()
-@click.option("--strategy", "strategy_name", default="evolution", show_default=True,
-              help="Search strategy: random, evolution or differentiable.")
+@click.option("--strategy", "strategy_name", type=click.Choice(STRATEGIES.names()), default="evolution",
+              show_default=True, help="Search strategy.")
 @click.option("--space", "space_name", required=True, help="Search space (see `hwnas spaces`).")
 @click.option("--input", "profile_name", default=None, help="Input profile (default: the first table's).")
 @click.option("--width", type=WIDTH, default=None, help="Width multiplier (default: the first table's).")
@@ -67,8 +67,8 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--batch-size", type=BATCH, default=None,
               help="Batch size of recalibration and validation (differentiable: of training too, default "
                    f"{default_of(RunConfig, 'batch_size')}).")
-@click.option("--eval-device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where candidates are evaluated (default: cuda when available).")
+@click.option("--eval-device", type=click.Choice(DEVICES), default=default_of(RunConfig, "device"), show_default=True,
+              help="Torch device on which the supernet scores the candidates (differentiable: on which it trains).")
 @threads_option
 @click.option("--samples", type=Number(int, 1, 10**7), default=None, help=f"random: feasible architectures evaluated (default {default_of(RandomSearch, 'samples')}).")
 @click.option("--population", type=Number(int, 1, 10**5), default=None, help=f"evolution: architectures per generation (default {default_of(Evolution, 'population')}).")
@@ -87,7 +87,9 @@ def _search_space(space_name: str, profile: str | None, width: float | None, tab
 @click.option("--sampling", type=click.Choice(["gumbel-hard", "gumbel", "softmax"]), default=None,
               help=f"differentiable: op weights of the forward pass (default {default_of(DifferentiableSearch, 'sampling')}).")
 @click.option("--hw-loss", type=click.Choice(["squared", "proxyless"]), default=None,
-              help="differentiable: w*(E[lat]-T)^2 in % of T (seed), or CE*(log E[lat]/log T)^beta (ProxylessNAS).")
+              help="differentiable: the hardware loss, w*(E[lat]-T)^2 with the miss in % of the target T, or "
+                   "CE*(log E[lat]/log T)^beta (ProxylessNAS) (default "
+                   f"{default_of(DifferentiableSearch, 'hw_loss')}).")
 @click.option("--hc-weight", type=Number(float, 0), default=None, help=f"differentiable: w of the squared loss (default {default_of(DifferentiableSearch, 'hc_weight')}).")
 @click.option("--beta", type=Number(float, 0), default=None, help=f"differentiable: beta of the proxyless loss (default {default_of(DifferentiableSearch, 'beta')}).")
 @click.option("--arch-lr", type=Number(float, 0, low_open=True), default=None, help=f"differentiable: SGD lr of alpha (default {default_of(DifferentiableSearch, 'arch_lr')}).")
@@ -117,7 +119,7 @@ def search(strategy_name, space_name, profile_name, width, table_paths, target, 
     it resumes), and records its final architecture.
     """
     from hwnas.errors import ConfigError
-    from hwnas.search import STRATEGIES, Constraint, check_table, parse_count, run_search, run_sweep
+    from hwnas.search import Constraint, check_table, parse_count, run_search, run_sweep
     from hwnas.search.constraints import parse_energy
     from hwnas.search.predictor import Predictor, PredictorEvaluator
     from hwnas.search.runner import Rescore, parse_targets
@@ -286,7 +288,7 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output,
     SOURCE is a search directory (its best architecture) or best.json, or with --space a reference name,
     an architecture string or an architecture JSON file.
     """
-    from hwnas.errors import ConfigError
+    from hwnas.errors import ConfigError, quoted
     from hwnas.export import arch_from_search, export_architecture
     from hwnas.outputs import check_output_dir
     from hwnas.space import resolve_arch
@@ -301,7 +303,7 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output,
     else:
         if space_name is None:
             raise ConfigError(f"exporting an architecture needs --space (or a search directory), but got only "
-                              f"{source!r}")
+                              f"{quoted(source)}")
         space, arch = resolve_arch(space_name, source, profile_name, width=width)
         figures = {}
     supernet = None
@@ -359,13 +361,13 @@ def _differentiable_data(space, run_dir, dataset, data_root, download, device) -
 
 def _chart_size(text: str) -> tuple[float, float]:
     """``"6x4"`` -> (6.0, 4.0): width and height in inches, each finite and in 1..100."""
-    from hwnas.errors import ConfigError
+    from hwnas.errors import ConfigError, quoted
 
     parts = text.lower().replace(" ", "").split("x")
     try:
         width, height = (float(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"--size must be WIDTHxHEIGHT in inches such as 6x4, but got {text!r}") from None
+        raise ConfigError(f"--size must be WIDTHxHEIGHT in inches such as 6x4, but got {quoted(text)}") from None
     if not all(1 <= v <= 100 for v in (width, height)):  # also refuses nan and inf
-        raise ConfigError(f"--size must be between 1x1 and 100x100 inches, but got {text!r}")
+        raise ConfigError(f"--size must be between 1x1 and 100x100 inches, but got {quoted(text)}")
     return width, height

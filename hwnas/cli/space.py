@@ -22,7 +22,8 @@ def spaces(profile: str, fmt: str) -> None:
         ops = list(dict.fromkeys(op for layer in space.layers for op in layer.op_names))
         rows.append({"space": name, "layers": len(space.layers),
                      "ops_per_layer": "/".join(map(str, counts)),
-                     "architectures": f"{space.size:.3e}", "ops": " ".join(ops)})
+                     "architectures": f"{space.size:.3e}" if fmt == "table" else float(space.size),
+                     "ops": " ".join(ops)})
     click.echo(render(rows, fmt, extra={"input": profile} if fmt == "json" else None))
 
 
@@ -42,11 +43,12 @@ def references(space: str | None, fmt: str) -> None:
         if space and ref.space != space:
             continue
         cost = reference_cost(name)
-        rows.append({"name": name, "space": ref.space, "published_macs": human(ref.macs) if ref.macs else "",
-                     "macs": human(cost.macs), "published_params": human(ref.params) if ref.params else "",
-                     "params": human(cost.params), "arch": str(ref.arch)})
-    if fmt == "table":  # architecture strings do not fit a terminal table; json and csv keep them
-        rows = [{k: v for k, v in row.items() if k != "arch"} for row in rows]
+        rows.append({"name": name, "space": ref.space, "published_macs": int(ref.macs) if ref.macs else None,
+                     "macs": cost.macs, "published_params": int(ref.params) if ref.params else None,
+                     "params": cost.params, "arch": str(ref.arch)})
+    if fmt == "table":  # human units, and no architecture strings (they do not fit a terminal); json and csv keep them
+        rows = [{k: human(v) if k.endswith(("macs", "params")) and v is not None else v for k, v in row.items()
+                 if k != "arch"} for row in rows]
     click.echo(render(rows, fmt))
 
 
@@ -71,8 +73,10 @@ def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) 
                   block.op.family)
         rows.append({"layer": name, "op": op, "cin": block.cin, "cout": block.cout, "stride": block.stride,
                      "input": f"{block.height}x{block.width}", "macs": cost.macs, "params": cost.params})
-    total = {"layer": "total", "macs": sum(r["macs"] for r in rows), "params": sum(r["params"] for r in rows)}
+    total = {"macs": sum(r["macs"] for r in rows), "params": sum(r["params"] for r in rows)}
     extra = {"space": space.name, "input": space.profile.name, "width": width, "arch": str(architecture)}
-    if fmt == "table":
-        total = {**total, "op": f"{human(total['macs'])} MACs, {human(total['params'])} params"}
-    click.echo(render(rows, fmt, extra=extra, footer=[total]))
+    if fmt == "table":  # the totals as the last row; in json they are the summary's, csv holds the blocks only
+        footer = {"layer": "total", "op": f"{human(total['macs'])} MACs, {human(total['params'])} params", **total}
+        click.echo(render(rows, fmt, extra=extra, footer=[footer]))
+        return
+    click.echo(render(rows, fmt, extra={**extra, "total": total}))

@@ -99,7 +99,8 @@ def compare(a: Path, b: Path, archs: int, seed: int, fmt: str) -> None:
     summary = {"a": f"{a} ({ta.device_name})", "b": f"{b} ({tb.device_name})", "common_blocks": len(common),
                "median_ratio": round(float(np.median(lb / la)), 4),
                "op_ratios": op_ratios if fmt == "json" else ", ".join(f"{op} {r:g}" for op, r in op_ratios.items()),
-               "ratio_range": f"{(lb / la).min():.3f}..{(lb / la).max():.3f}",
+               **({"ratio_range": f"{(lb / la).min():.3f}..{(lb / la).max():.3f}"} if fmt == "table" else
+                  {"ratio_min": float((lb / la).min()), "ratio_max": float((lb / la).max())}),
                "block_kendall_tau": round(float(kendalltau(la, lb).statistic), 4),
                "arch_kendall_tau": round(float(kendalltau(pa, pb).statistic), 4), "archs": archs}
     click.echo(render(rows, fmt, extra=summary))
@@ -150,9 +151,13 @@ def hw_nas_bench(source: Path, device: str, metrics: tuple[str, ...], input_name
     indices = np.array([space.indices(space.sample(rng)) for _ in range(1000)])
     lat = t.predict_indices(indices)
     row = {"table": str(output), "device": device, "input": input_name, "blocks": len(t.records),
-           "metrics": ", ".join(t.header["imported"]["metrics"]),
-           "latency_ms_range": f"{t.minimum_latency():.4g}..{float(np.max(lat)):.4g} (1000 random: median "
-                               f"{float(np.median(lat)):.4g})"}
+           "metrics": ", ".join(t.header["imported"]["metrics"])}
+    if fmt == "table":
+        row["latency_ms_range"] = (f"{t.minimum_latency():.4g}..{float(np.max(lat)):.4g} (1000 random: median "
+                                   f"{float(np.median(lat)):.4g})")
+    else:  # numbers as numbers: the fastest architecture, and the slowest and median of 1000 random ones
+        row.update(latency_ms_min=t.minimum_latency(), latency_ms_max_random=float(np.max(lat)),
+                   latency_ms_median_random=float(np.median(lat)))
     if t.has_energy:
         energy = t.energy_indices(indices)
         row["energy_mj_median"] = round(float(np.median(energy)), 4)

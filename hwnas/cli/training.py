@@ -23,7 +23,7 @@ RUN_DIR holds:
   log.csv        per epoch: epoch, train_loss, train_acc (%), val_acc (%), lr, images_per_s, wall_s
   events.*       TensorBoard events (tensorboard --logdir RUN_DIR)
 Running the same command again resumes from the last checkpoint; a RUN_DIR that holds
-another run is refused. Distributed: torchrun --nproc_per_node N -m hwnas.cli train ..."""
+another run is refused. Distributed: torchrun --nproc_per_node N -m hwnas.cli {command} ..."""
 
 
 def _default(name: str) -> Any:
@@ -49,13 +49,14 @@ def _training_options() -> list:
                      help="Training steps per epoch (0: one pass over the training split)."),
         click.option("--batch-size", type=BATCH, default=_default("batch_size"), show_default=True,
                      help="Per process."),
-        click.option("--optimizer", default=_default("optimizer"), show_default=True, help=f"One of {', '.join(OPTIMIZERS)}."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS.names()), default=_default("optimizer"), show_default=True,
+                     help="Optimizer of the weights."),
         click.option("--lr", type=Number(float, 0, 100, low_open=True), default=_default("lr"), show_default=True, help="Initial learning rate."),
         click.option("--momentum", type=Number(float, 0, 1, high_open=True), default=_default("momentum"), show_default=True,
                      help="sgd and rmsprop momentum."),
         click.option("--weight-decay", type=Number(float, 0, 1), default=_default("weight_decay"), show_default=True),
-        click.option("--scheduler", default=_default("scheduler"), show_default=True,
-                     help=f"Learning-rate schedule, stepped every training step: {', '.join(SCHEDULERS)}."),
+        click.option("--scheduler", type=click.Choice(SCHEDULERS.names()), default=_default("scheduler"), show_default=True,
+                     help="Learning-rate schedule, stepped every training step."),
         click.option("--step-size", type=Number(int, 1, 10**5), default=None,
                      help="step schedule: epochs between decays [default: a third of --epochs]."),
         click.option("--gamma", type=Number(float, 0, 1, low_open=True), default=_default("gamma"), show_default=True,
@@ -101,7 +102,7 @@ def _run(settings: dict[str, Any], *, run_dir: str, progress: bool, fmt: str) ->
     click.echo(render([stats.row() for stats in result.history], fmt, extra=extra if fmt == "json" else None))
 
 
-@click.command("train", epilog=RUN_DIR_LAYOUT)
+@click.command("train", epilog=RUN_DIR_LAYOUT.format(command="train"))
 @options(*_training_options())
 @click.option("--strategy", type=click.Choice(["uniform", "fairness", "sandwich", "anchored"]),
               default=_default("strategy"), show_default=True,
@@ -148,7 +149,7 @@ def train_command(run_dir: str, progress: bool, fmt: str, **settings: Any) -> No
     _run(settings, run_dir=run_dir, progress=progress, fmt=fmt)
 
 
-@click.command("retrain", epilog=RUN_DIR_LAYOUT)
+@click.command("retrain", epilog=RUN_DIR_LAYOUT.format(command="retrain"))
 @options(*_training_options())
 @click.option("--arch", required=True,
               help="Reference name (see `hwnas references`), architecture string, or .json file.")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, quoted
 from hwnas.space import Architecture, SearchSpace, as_architecture
 from hwnas.tables import LookupTable
 from hwnas.tables.table import ENERGY
@@ -37,10 +37,10 @@ def parse_latency(text: str | float) -> float:
         match = _DURATION.match(text)
         if not match:
             raise ConfigError(f"a target latency must be a positive duration such as 3ms, 2.5ms or 500us, "
-                              f"but got {text!r}")
+                              f"but got {quoted(text)}")
         value = float(match.group(1)) * _MS_PER_UNIT[(match.group(2) or "ms").lower()]
     if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"a target latency must be a finite duration > 0, but got {text!r}")
+        raise ConfigError(f"a target latency must be a finite duration > 0, but got {quoted(text)}")
     return value
 
 
@@ -48,7 +48,7 @@ def parse_latencies(text: str) -> list[float]:
     """A comma-separated sweep of targets (``"2ms,3ms,4ms"``), in the order given, duplicates dropped."""
     parts = [part for part in text.split(",")]
     if not text.strip() or any(not part.strip() for part in parts):
-        raise ConfigError(f"target latencies are durations separated by commas such as 2ms,3ms,4ms, but got {text!r}")
+        raise ConfigError(f"target latencies are durations separated by commas such as 2ms,3ms,4ms, but got {quoted(text)}")
     return list(dict.fromkeys(parse_latency(part) for part in parts))
 
 
@@ -59,10 +59,10 @@ def parse_count(text: str | float, what: str) -> float:
     else:
         match = _COUNT.match(text)
         if not match:
-            raise ConfigError(f"a {what} bound must be a positive count such as 300M, 3.5M or 2e6, but got {text!r}")
+            raise ConfigError(f"a {what} bound must be a positive count such as 300M, 3.5M or 2e6, but got {quoted(text)}")
         value = float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()]
     if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"a {what} bound must be a finite count > 0, but got {text!r}")
+        raise ConfigError(f"a {what} bound must be a finite count > 0, but got {quoted(text)}")
     return value
 
 
@@ -77,7 +77,7 @@ def parse_energy(text: str | float) -> float:
                               f"{text!r}")
         value = float(match.group(1)) * _MJ_PER_UNIT[(match.group(2) or "mj").lower()]
     if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"an energy bound must be a finite energy > 0, but got {text!r}")
+        raise ConfigError(f"an energy bound must be a finite energy > 0, but got {quoted(text)}")
     return value
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, quoted
 from hwnas.outputs import check_output_dir, dir_lock
 from hwnas.progress import ProgressCallback, report
 from hwnas.search.base import Candidate, SearchContext, SearchStrategy, ranked
@@ -283,7 +283,7 @@ def parse_targets(text: str, table: LookupTable, space: SearchSpace) -> list[flo
     parts = text.split(",")
     if not text.strip() or any(not part.strip() for part in parts):
         raise ConfigError(f"target latencies are durations or reference names separated by commas such as "
-                          f"2ms,3ms,FBNet-A, but got {text!r}")
+                          f"2ms,3ms,FBNet-A, but got {quoted(text)}")
     targets = []
     for part in parts:
         ref = find_reference(part.strip())

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hwnas.errors import ArchitectureError
+from hwnas.errors import ArchitectureError, quoted
 from hwnas.files import dump_json
 from hwnas.readers import check_fields, parse_json, read_text
 
@@ -32,7 +32,7 @@ class Architecture:
     def parse(cls, text: str) -> "Architecture":
         text = text.strip()
         if not text or any(not part for part in text.split("-")):
-            raise ArchitectureError(f"an architecture string is op names joined by '-', but got {text!r}")
+            raise ArchitectureError(f"an architecture string is op names joined by '-', but got {quoted(text)}")
         return cls(tuple(text.split("-")))
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, quoted
 from hwnas.registry import Registry
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.space import SearchSpace
@@ -136,7 +136,7 @@ def resolve_arch(space_name: str, text: str, profile: str = "imagenet", **space_
     known_ops = {op for layer in space.layers for op in layer.op_names}
     if not any(part in known_ops for part in as_architecture(text).ops):
         raise ConfigError(f"ARCH must be a reference name ({', '.join(REFERENCES)}), an architecture string "
-                          f"or a .json file, but got {text!r}")
+                          f"or a .json file, but got {quoted(text)}")
     return space, space.validate(as_architecture(text))
 
 

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from torch import nn
 
-from hwnas.errors import ArchitectureError
+from hwnas.errors import ArchitectureError, quoted
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.block import BlockSpec
 from hwnas.space.ops import OpSpec
@@ -84,12 +84,12 @@ class SearchSpace:
         if len(arch) != len(self.layers):
             raise ArchitectureError(
                 f"an architecture of space {self.name!r} has one op per layer ({len(self.layers)} layers), "
-                f"but got {len(arch)} ops in {str(arch)!r}")
+                f"but got {len(arch)} ops in {quoted(str(arch))}")
         for layer, op in zip(self.layers, arch.ops):
             if op not in layer.op_index:
                 raise ArchitectureError(
                     f"layer {layer.name} of space {self.name!r} allows ops {', '.join(layer.op_names)}, "
-                    f"but got {op!r}")
+                    f"but got {quoted(op)}")
         return arch
 
     def sample(self, rng: random.Random) -> Architecture:

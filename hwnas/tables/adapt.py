@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hwnas.errors import ArchitectureError, ConfigError, DataError
+from hwnas.errors import ArchitectureError, ConfigError, DataError, quoted
 from hwnas.readers import read_text
 from hwnas.space.architecture import Architecture
 from hwnas.space.cost import conv_macs
@@ -62,6 +62,12 @@ MIN_MS, MAX_MS = 1e-6, 1e7
 
 __all__ = ["FLOOR", "LEVELS", "MIN_NETWORKS", "MIN_PER_FOLD", "MODEL", "RIDGE_GRID", "Adaptation", "Blocks",
            "Measurements", "adapt_table", "check_output", "measurements_from_frame", "read_measurements", "stage_of"]
+
+
+def _columns(frame: pd.DataFrame) -> str:
+    """A frame's column names for an error: as they are, or quoted cut when they are too long to read."""
+    names = ", ".join(map(str, frame.columns)) or "none"
+    return names if len(names) <= 100 else quoted(names)
 
 
 def _one_line(text: object) -> str:
@@ -93,7 +99,7 @@ def measurements_from_frame(frame: pd.DataFrame, space: SearchSpace, *, source: 
     for column in ("arch", "latency_ms"):
         if column not in frame.columns:
             raise DataError(f"measurements need columns 'arch' and 'latency_ms', but {source} lacks {column!r} "
-                            f"(its columns: {', '.join(map(str, frame.columns)) or 'none'})")
+                            f"(its columns: {_columns(frame)})")
     archs, latencies = [], []
     for position, (arch_text, value) in enumerate(zip(frame["arch"], frame["latency_ms"])):
         line = position + 2
@@ -116,7 +122,7 @@ def measurements_from_frame(frame: pd.DataFrame, space: SearchSpace, *, source: 
             latency = float("nan")
         if not np.isfinite(latency) or not MIN_MS <= latency <= MAX_MS:
             raise DataError(f"every latency_ms in {source} must be a finite number from {MIN_MS:g} to {MAX_MS:g} "
-                            f"(1 ns to about 3 h), but line {line} has " + (repr(value_text) if value_text else "none"))
+                            f"(1 ns to about 3 h), but line {line} has " + (quoted(value_text) if value_text else "none"))
         archs.append(arch)
         latencies.append(latency)
     by_arch: dict[str, list[float]] = {}

@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 
 from hwnas import __version__
-from hwnas.errors import ConfigError, TableError
+from hwnas.errors import ConfigError, TableError, quoted
 from hwnas.readers import parse_json, read_text
 from hwnas.space import SearchSpace, block_cost, get_space
 from hwnas.space.block import BlockSpec
@@ -57,7 +57,7 @@ def read_source(path: str | Path) -> dict[str, dict[str, float]]:
                              f"{type(table).__name__}")
         for key, value in table.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
-                raise TableError(f"{what} holds finite figures >= 0, but {path} has {name}[{key!r}] = {value!r}")
+                raise TableError(f"{what} holds finite figures >= 0, but {path} has {name}[{quoted(key)}] = {quoted(value)}")
     return tables
 
 
@@ -93,7 +93,7 @@ def source_keys(space: SearchSpace, block: BlockSpec, role: str) -> list[str]:
 def import_space(input_name: str) -> SearchSpace:
     """The FBNet space HW-NAS-Bench's tables describe: width 1.0, hwnas's defaults, at ``input_name``."""
     if input_name not in INPUTS:
-        raise ConfigError(f"HW-NAS-Bench's FBNet tables cover inputs {', '.join(INPUTS)}, but got {input_name!r}")
+        raise ConfigError(f"HW-NAS-Bench's FBNet tables cover inputs {', '.join(INPUTS)}, but got {quoted(input_name)}")
     return get_space("fbnet", input_name)
 
 
@@ -110,7 +110,7 @@ def import_hw_nas_bench(path: str | Path, device: str, input_name: str, *,
     tables = read_source(path)
     devices = devices_of(tables)
     if device not in devices:
-        raise TableError(f"a device must be one of those {path} holds ({', '.join(devices)}), but got {device!r}")
+        raise TableError(f"a device must be one of those {path} holds ({', '.join(devices)}), but got {quoted(device)}")
     wanted = ("latency", *[m for m in metrics if m != "latency"])  # every table predicts latency
     for metric in wanted:
         if metric not in devices[device]:

@@ -4,8 +4,10 @@ On disk it is JSON Lines: a header line (``"type": "header"``: schema version, t
 fingerprint, space description, measurement protocol, calibration) and then one ``"type": "block"`` line
 per block key. Records are appended one by one with flush + fsync, so a killed profiling run loses at
 most the line it was writing, and that truncated line is dropped with a warning on load.
-``LookupTable.load(path).to_pandas()`` gives the records as a DataFrame, and so does pandas alone:
-``pd.read_json(path, lines=True).query("type == 'block'").dropna(axis=1, how="all")``; nothing is ever pickled.
+``LookupTable.load(path).to_pandas()`` gives the records as a DataFrame, and so do pandas and the standard library
+alone: ``pd.DataFrame(map(json.loads, Path(path).read_text().splitlines()[1:])).drop(columns="type")`` (the same
+frame; not ``pd.read_json(path, lines=True)``, which mixes the header line in as a row and turns integer columns
+into floats); nothing is ever pickled.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwnas import __version__
-from hwnas.errors import HwnasError, TableError
+from hwnas.errors import HwnasError, TableError, quoted
 from hwnas.files import dump_json, write_atomic
 from hwnas.readers import check_fields, read_json_lines
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.block import BlockSpec
+from hwnas.tables.header import check_header
 from hwnas.tables.writer import TableWriter  # noqa: F401  (re-exported: tables are written through it)
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ class Record:
         block = BlockSpec.from_dict({"op": data["op"], "params": data["op_params"], **{
             k: data[k] for k in ("cin", "cout", "stride", "height", "width", "batch", "dtype")}})
         if block.key != data["key"]:
-            raise TableError(f"a record's key must match its block, but got key {data['key']!r} for {block.key!r}")
+            raise TableError(f"a record's key must match its block, but got key {quoted(data['key'])} for {block.key!r}")
         return cls(block, float(data["latency_ms"]), float(data["iqr_ms"]), data["rounds"], data["calls_per_block"],
                    data["macs"], data["params"], {k: v for k, v in data.items() if k not in RECORD_KEYS})
 
@@ -305,8 +308,8 @@ class LookupTable:
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def to_pandas(self):
-        """One row per block record with the file's columns, in the table's order (from the file alone:
-        ``pd.read_json(path, lines=True).query("type == 'block'").dropna(axis=1, how="all")``)."""
+        """One row per block record with the file's columns, in the table's order (from the file alone, the same
+        frame: ``pd.DataFrame(map(json.loads, Path(path).read_text().splitlines()[1:])).drop(columns="type")``)."""
         import pandas as pd
 
         return pd.DataFrame([r.to_json() for r in self.records.values()]).drop(columns="type")
@@ -327,9 +330,10 @@ class LookupTable:
             raise TableError(f"{path} is not an hwnas lookup table (its first line lacks kind={KIND!r})")
         if header.get("schema") != SCHEMA_VERSION:
             raise TableError(f"table schema version must be {SCHEMA_VERSION}, but {path} has "
-                             f"schema={header.get('schema')!r}; profile it again with this version of hwnas")
+                             f"schema={quoted(header.get('schema'))}; profile it again with this version of hwnas")
         check_fields(header, HEADER_FIELDS, path, "a lookup table's header", TableError, line=header_line)
         _check_calibration(header["calibration"], path, header_line)
+        space = check_header(header, path, header_line)  # every setting, by type and range, and the space built
         records: dict[str, tuple[int, dict, Record]] = {}
         for number, data in lines:
             check_fields(data, RECORD_FIELDS, path, "a lookup table's block record", TableError, line=number)
@@ -344,7 +348,9 @@ class LookupTable:
                                      f"both hold {record.key} with different values")
                 continue
             records[record.key] = (number, data, record)
-        return cls(header, [record for _, _, record in records.values()], path)
+        table = cls(header, [record for _, _, record in records.values()], path)
+        table._space = space
+        return table
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the whole table atomically (temp file + rename): a crash leaves the old file intact."""

@@ -12,7 +12,7 @@ import pytest
 from hwnas.search.predictor import Predictor
 from hwnas.supernet.evaluator import SupernetEvaluator
 from hwnas.testing import synthetic_table
-from cli_helpers import run, one_line_error
+from cli_helpers import run, one_line_error, same_rows
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--no-progress", "--threads", "1"]
@@ -47,8 +47,8 @@ def test_fit_writes_a_predictor_its_scores_and_held_out_figures(work, tmp_path):
     assert [(r["against"], r["estimate"]) for r in rows] == [("supernet score", "predictor"), ("supernet score", "macs"),
                                                            ("supernet score", "params")]
     assert "validation images each: a standard error of" in predictor.fitted_on["heldout"]["noise"]
-    shown = run("predictor", "show", folder / "p.json", "--format", "json")
-    assert shown.exit_code == 0 and json.loads(shown.output)["target"] == "supernet"
+    shown, summary = same_rows("predictor", "show", folder / "p.json")
+    assert summary["target"] == "supernet" and [r["estimate"] for r in shown] == [r["estimate"] for r in rows]
 
 
 def test_a_second_fit_reuses_the_scores(work, tmp_path, monkeypatch):
@@ -60,6 +60,8 @@ def test_a_second_fit_reuses_the_scores(work, tmp_path, monkeypatch):
     again = run("predictor", "fit", "--supernet", supernet, "--samples", 30, *FIT, "-o", tmp_path / "p.json")
     assert again.exit_code == 0, again.output
     assert len(calls) == 6, "only the 6 architectures beyond the first 24 are scored"
+    rows, summary = same_rows("predictor", "fit", "--supernet", supernet, "--samples", 30, *FIT, "-o", tmp_path / "p.json")
+    assert len(calls) == 6 and summary["target"] == "supernet" and {r["estimate"] for r in rows} >= {"predictor", "macs"}
     first = Predictor.load(folder / "p.json")
     assert Predictor.load(tmp_path / "p.json").stage1.coef.shape == first.stage1.coef.shape
 
@@ -72,6 +74,7 @@ def test_fit_with_standalone_trainings_estimates_standalone_accuracy(work, tmp_p
                  "-o", tmp_path / "p.json", "--format", "json")
     assert fitted.exit_code == 0, fitted.output
     data = json.loads(fitted.output)
+    data = {**data["summary"], "rows": data["rows"]}
     assert data["target"] == "standalone"
     against = [(r["against"], r["estimate"]) for r in data["rows"]]
     assert ("stand-alone test acc", "predictor") in against and ("stand-alone test acc", "supernet") in against

@@ -21,7 +21,7 @@ from hwnas.judge.rank import FEWEST_FOR_VERDICT, verdict
 from hwnas.judge.selection import in_band, random_sample, random_subset, spread, stratified
 from hwnas.space import get_space
 from hwnas.testing import SyntheticEvaluator, synthetic_table
-from cli_helpers import run, one_line_error as _one_line_error
+from cli_helpers import run, one_line_error as _one_line_error, same_rows
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--no-progress", "--threads", "1"]
@@ -159,6 +159,7 @@ def test_rank_writes_its_files_and_resumes_without_training_again(supernet, tabl
     first = run("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out, "--format", "json")
     assert first.exit_code == 0, first.output
     data = json.loads(first.output)
+    data = {**data["summary"], "rows": data["rows"]}
     assert [row["ranked_by"] for row in data["rows"]] == ["supernet, BN recalibrated", "supernet, BN inherited",
                                                          "params (baseline)", "macs (baseline)"]
     assert data["architectures"] == 3 and data["verdict"].startswith("no conclusion: 3 architectures")
@@ -188,8 +189,8 @@ def test_rank_writes_its_files_and_resumes_without_training_again(supernet, tabl
         result = json.loads((out / run_name / "result.json").read_text())
         assert result["test_acc"] == pytest.approx(frame.set_index("run").loc[run_name, "standalone_test_acc"])
     checkpoints = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
-    again = run("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out, "--format", "json")
-    assert again.exit_code == 0 and json.loads(again.output)["rows"] == data["rows"]
+    again, summary = same_rows("rank", supernet, "--archs", 3, *RECIPE, "--table", table_path, "-o", out)
+    assert again == data["rows"] and summary["differences"] == data["differences"]  # replayed, in both formats
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")} == checkpoints, "nothing retrained"
     other = run("rank", supernet, "--archs", 4, *RECIPE, "-o", out)
     _one_line_error(other, "holds the work of another configuration (archs 3 != 4")
@@ -210,7 +211,7 @@ def test_rank_samples_spread_and_at_a_target(supernet, table_path, tmp_path):
     near = run("rank", supernet, "--archs", 3, "--sample", "target", "--target-latency", f"{target}ms", "--band",
                0.1, "--table", table_path, *RECIPE, "-o", tmp_path / "target", "--format", "json")
     assert near.exit_code == 0, near.output
-    assert json.loads(near.output)["sample"].startswith("random architectures within 10 % below the target")
+    assert json.loads(near.output)["summary"]["sample"].startswith("random architectures within 10 % below the target")
     latencies = pd.read_csv(tmp_path / "target" / "rank.csv")["latency_ms[synthetic]"]
     assert latencies.between(0.9 * target, target).all()
     _one_line_error(run("rank", supernet, "--archs", 3, "--sample", "target", *RECIPE, "-o", tmp_path / "x"),
@@ -235,6 +236,7 @@ def test_rank_compares_a_predictor_with_the_supernet(supernet, tmp_path, monkeyp
     assert ranked.exit_code == 0, ranked.output
     assert not calls
     data = json.loads(ranked.output)
+    data = {**data["summary"], "rows": data["rows"]}
     assert [row["ranked_by"] for row in data["rows"]][2] == "predictor"
     assert [d["compared"] for d in data["differences"]][:3] == ["predictor - recalibrated_bn", "predictor - params",
                                                                "predictor - macs"]

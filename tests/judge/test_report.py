@@ -8,7 +8,7 @@ import pytest
 
 from hwnas.space import REFERENCES
 from hwnas.testing import synthetic_table
-from cli_helpers import run, one_line_error as _one_line_error, one_line_error
+from cli_helpers import run, one_line_error as _one_line_error, one_line_error, same_rows
 
 RECIPE = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--no-progress", "--threads", "1",
           "--random", "0"]
@@ -56,8 +56,8 @@ def test_report_retrains_found_architectures_beside_the_references(searches, tmp
     saved = json.loads((out / "report.json").read_text())
     assert saved["recipe"]["epochs"] == 1 and saved["data"]["dataset"] == "synthetic" and len(saved["rows"]) == len(frame)
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
-    again = run("report", sweep, *RECIPE, "-o", out, "--format", "json")
-    assert again.exit_code == 0 and json.loads(again.output)["rows"] == rows
+    again, summary = same_rows("report", sweep, *RECIPE, "-o", out)
+    assert again == rows and summary["report"] == str(out)  # replayed, in both formats
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")} == stamps, "nothing retrained"
     _one_line_error(run("report", sweep, *RECIPE, "--no-references", "-o", out),
                     "holds the work of another configuration")
@@ -98,12 +98,12 @@ def test_report_compares_at_equal_latency(searches, tmp_path):
     best_random = near["test_acc"].max()
     assert first["difference"] == pytest.approx(found["test_acc"] - best_random)
     assert first["low"] <= first["difference"] <= first["high"] and first["df"] == len(frame)
-    assert data["comparisons"][0]["verdict"].split(" ")[0] in ("beats", "loses", "not")
+    assert data["summary"]["comparisons"][0]["verdict"].split(" ")[0] in ("beats", "loses", "not")
     assert (out / "report.png").stat().st_size > 10_000
     one_seed = run("report", at_ref, *recipe, "--random", 2, "--band", 0.2, "--reference", "SPOS", "-o", tmp_path / "one",
                    "--format", "json")
     assert one_seed.exit_code == 0, one_seed.output
-    assert json.loads(one_seed.output)["comparisons"][0]["verdict"].startswith("no interval: one training each")
+    assert json.loads(one_seed.output)["summary"]["comparisons"][0]["verdict"].startswith("no interval: one training each")
     assert pd.read_csv(tmp_path / "one" / "report.csv")["name"].tolist()[-1:] == ["SPOS"]
     one_line_error(run("report", at_ref, *recipe, "--reference", "FBNet-A", "-o", tmp_path / "x"),
                    "--reference must name a reference of the searched space (spos: ")

@@ -13,10 +13,10 @@ from scipy.stats import kendalltau
 
 from hwnas.devices import get_device
 from hwnas.profiler.build import profile_space
-from hwnas.profiler.protocol import Protocol
+from hwnas.timing.protocol import Protocol
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
-from cli_helpers import run, one_line_error
+from cli_helpers import run, one_line_error, same_rows
 
 QUICK = ["--rounds", "3", "--min-block-ms", "1", "--rotate", "1", "--warmup-ms", "0", "--calm-wait-s", "0"]
 QUICK_PROTOCOL = Protocol(rounds=3, min_block_s=0.001, rotate=1, warmup_s=0, calm_wait_s=0)  # what QUICK makes
@@ -147,14 +147,26 @@ def test_table_show(cpu_table):
     assert result.exit_code == 0 and "device: cpu" in result.output
     data = json.loads(run("table", "show", cpu_table, "--format", "json").output)
     assert len(data["rows"]) == len(LookupTable.load(cpu_table).records)
-    assert data["header"]["kind"] == "hwnas-lookup-table"
-    assert data["reference_level_ms"] > 0 and all(row["raw_ms"] > 0 for row in data["rows"])
+    assert data["summary"]["header"]["kind"] == "hwnas-lookup-table"
+    assert data["summary"]["reference_level_ms"] > 0 and all(row["raw_ms"] > 0 for row in data["rows"])
+
+
+def test_profile_and_validate_follow_the_output_convention(cpu_table):
+    """`--format csv` and `--format json` read with the README's lines give the same rows (cli_helpers.same_rows);
+    the figures of two validations differ, their columns and types do not."""
+    rows, _ = same_rows("profile", *SPACE, "--device", "cpu", *QUICK, "-o", cpu_table, vary=("seconds",))
+    assert rows[0]["blocks"] == 34
+    rows, summary = same_rows("validate", cpu_table, "--archs", 4,
+                              vary=("mean_abs_pct_error", "within_5pct", "within_10pct", "kendall_tau"))
+    assert [r["predictor"] for r in rows] == ["table (raw sum)", "table (calibrated)", "MACs (fitted)"]
+    assert isinstance(summary["calibration"]["scale"], float) and summary["calibration"]["saved"] is False
 
 
 def compare(a, b, archs=50):
     result = run("table", "compare", a, b, "--archs", archs, "--format", "json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    return {**data["summary"], "rows": data["rows"]}
 
 
 def transformed(source, path, latency):
@@ -168,14 +180,14 @@ def transformed(source, path, latency):
 def test_a_table_compared_with_itself_agrees_exactly(cpu_table):
     data = compare(cpu_table, cpu_table)
     assert data["common_blocks"] == len(data["rows"]) == 34
-    assert (data["median_ratio"], data["ratio_range"]) == (1.0, "1.000..1.000")
+    assert (data["median_ratio"], data["ratio_min"], data["ratio_max"]) == (1.0, 1.0, 1.0)
     assert (data["block_kendall_tau"], data["arch_kendall_tau"], data["archs"]) == (1.0, 1.0, 50)
     assert all(row["a_ms"] == row["b_ms"] and row["ratio_b_over_a"] == 1.0 for row in data["rows"])
 
 
 def test_a_table_twice_as_slow_compares_as_twice_as_slow(cpu_table, tmp_path):
     data = compare(cpu_table, transformed(cpu_table, tmp_path / "x2.jsonl", lambda ms: 2 * ms))
-    assert (data["median_ratio"], data["ratio_range"]) == (2.0, "2.000..2.000")
+    assert (data["median_ratio"], data["ratio_min"], data["ratio_max"]) == (2.0, 2.0, 2.0)
     assert (data["block_kendall_tau"], data["arch_kendall_tau"]) == (1.0, 1.0)  # the same ranking
     assert all(row["ratio_b_over_a"] == 2.0 and row["b_ms"] == pytest.approx(2 * row["a_ms"], abs=1.5e-4)
                for row in data["rows"])
@@ -188,7 +200,7 @@ def test_a_table_in_reverse_order_compares_as_reversed(cpu_table, tmp_path):
     # every architecture runs the same number of blocks, so its sum is mirrored too
     assert (data["block_kendall_tau"], data["arch_kendall_tau"]) == (-1.0, -1.0)
     assert data["median_ratio"] == round(float(np.median((top - la) / la)), 4)
-    assert data["ratio_range"] == f"{((top - la) / la).min():.3f}..{((top - la) / la).max():.3f}"
+    assert (data["ratio_min"], data["ratio_max"]) == pytest.approx((((top - la) / la).min(), ((top - la) / la).max()))
 
 
 def test_table_compare_and_ort_mobile(tmp_path, cpu_table):
@@ -234,6 +246,7 @@ def test_validate_reports_and_saves_calibration(tmp_path, cpu_table):
     result = run("validate", path, "--archs", "6", "--seed", "1", "--save", "--details", details, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    data = {**data["summary"], "rows": data["rows"]}
     assert [r["predictor"] for r in data["rows"]] == ["table (raw sum)", "table (calibrated)", "MACs (fitted)"]
     assert data["fitted_on"] == 3 and data["tested_on"] == 3
     frame = pd.read_csv(details)
@@ -258,7 +271,7 @@ def test_validate_repeats_report_the_noise_floor(tmp_path, cpu_table):
     result = run("validate", cpu_table, "--archs", "4", "--repeats", "2", "--details", details, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["repeats"] == 2 and data["rows"][-1]["predictor"] == "repeat (noise floor)"
+    assert data["summary"]["repeats"] == 2 and data["rows"][-1]["predictor"] == "repeat (noise floor)"
     frame = pd.read_csv(details)
     assert (frame["run1_ms"] > 0).all() and (frame["run2_ms"] > 0).all()
     assert frame["measured_ms"].tolist() == pytest.approx(((frame["run1_ms"] + frame["run2_ms"]) / 2).tolist())
@@ -279,7 +292,8 @@ def test_validate_refuses_a_table_from_another_machine(tmp_path, cpu_table):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["profile", *SPACE, "--device", "tpu", "-o", "x.jsonl"], "unknown device 'tpu'; known devices: cpu, cuda"),
+    (["profile", *SPACE, "--device", "tpu", "-o", "x.jsonl"], "Invalid value for '--device': 'tpu' is not one of 'cpu', "
+                                                             "'cuda'"),
     (["profile", *SPACE, "--device", "cpu", "--threads", "0", "-o", "x.jsonl"], "Invalid value for '--threads': must be a finite integer >= 1 and <= 1024, but got '0'"),
     (["profile", *SPACE, "--device", "cpu", "--precision", "int8", "-o", "x.jsonl"], "supports precision fp32"),
     (["profile", *SPACE, "--device", "cpu", "--rounds", "1", "-o", "x.jsonl"], "Invalid value for '--rounds': must be a finite integer >= 3 and <= 1000, but got '1'"),

@@ -130,7 +130,7 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
     rows = {row["predictor"]: row for row in printed["rows"]}
     assert set(rows) == {"table (scale + offset)", "adapted (ridge-op-stage-block-macs)"}
     assert rows["adapted (ridge-op-stage-block-macs)"]["kendall_tau"] > rows["table (scale + offset)"]["kendall_tau"]
-    assert f"wrote {out}" in result.stderr and printed["output"] == str(out)
+    assert f"wrote {out}" in result.stderr and printed["summary"]["output"] == str(out)
     loaded = LookupTable.load(out)
     info = loaded.header["adapted"]
     assert info["source"]["digest"] == table.digest()

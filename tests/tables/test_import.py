@@ -124,7 +124,7 @@ def test_show_compare_and_adapt_take_imported_tables(tmp_path):
     compared = run("table", "compare", tmp_path / "pixel3.jsonl", tmp_path / "raspi4.jsonl", "--archs", "200",
                    "--format", "json")
     assert compared.exit_code == 0, compared.output
-    assert 0.5 < json.loads(compared.output)["arch_kendall_tau"] <= 1
+    assert 0.5 < json.loads(compared.output)["summary"]["arch_kendall_tau"] <= 1
     # the Raspberry Pi's sums of 12 networks adapt the Pixel 3's table
     pixel3, raspi4 = (LookupTable.load(tmp_path / f"{d}.jsonl") for d in ("pixel3", "raspi4"))
     archs = architectures(pixel3.space, 12, seed=3)[:12]

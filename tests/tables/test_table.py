@@ -17,7 +17,7 @@ from hwnas.tables import Calibration, LookupTable, Record, TableWriter, make_hea
 def fake_table(space, path=None, drop=()):
     """A table whose latencies are a made-up function of MACs: tests of the table logic need no device."""
     header = make_header(device={"name": "fake", "fingerprint": {"cpu": "test"}}, space=space,
-                         protocol={"rounds": 1}, batch=1, dtype="float32")
+                         protocol={"rounds": 3}, batch=1, dtype="float32")
     records = []
     for i, block in enumerate(space.all_blocks()):
         if block.key in drop:
@@ -202,16 +202,20 @@ def test_the_digest_covers_what_a_table_predicts_from_and_not_where_it_lies(tmp_
 
 
 def test_a_table_is_one_pandas_line_away(tmp_path):
-    """`to_pandas` and the README's pandas-only line give the same records."""
-    import pandas as pd
+    """`to_pandas` and the README's pandas-only line give the same frame (columns, order, dtypes)."""
+    import re
+    from pathlib import Path
+
+    from test_readme import README
 
     from hwnas.space import get_space
     from hwnas.testing import synthetic_table
 
     table = synthetic_table(get_space("fbnet", "cifar10", width=0.25), path=tmp_path / "t.jsonl")
     mine = table.to_pandas()
-    alone = pd.read_json(tmp_path / "t.jsonl", lines=True).query("type == 'block'").dropna(axis=1, how="all")
-    assert len(mine) == len(table.records) == len(alone)
-    assert list(mine["key"]) == list(alone["key"]) == list(table.records)
-    assert mine["latency_ms"].tolist() == pytest.approx(alone["latency_ms"].tolist())
-    assert mine["macs"].tolist() == alone["macs"].tolist()
+    line = re.search(r"and so do pandas and the standard library alone: `(pd\.DataFrame\(.*?\))`",
+                     " ".join(README.read_text().split())).group(1)
+    alone = eval(line, {"pd": pd, "json": json, "Path": Path, "path": tmp_path / "t.jsonl"})
+    assert len(mine) == len(table.records) and list(mine["key"]) == list(table.records)
+    pd.testing.assert_frame_equal(mine, alone)
+    assert mine["macs"].dtype == "int64"

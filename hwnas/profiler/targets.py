@@ -254,6 +254,7 @@ def parse_cpus(text: str | None) -> list[int] | None:
     except ValueError:
         cpus = []
     if not cpus or min(cpus) < 0:
-        raise ConfigError(f"--pin takes CPU numbers such as 2, 2,3 or 0-3, but got {text!r}")
+        big = " ('big', a phone's big cores, applies to adb:// targets only)" if text.strip() == "big" else ""
+        raise ConfigError(f"--pin takes CPU numbers such as 2, 2,3 or 0-3{big}, but got {text!r}")
     return sorted(set(cpus))
 

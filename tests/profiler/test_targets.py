@@ -155,6 +155,7 @@ def test_a_lost_measuring_process_says_how_many_records_are_kept(tmp_path, monke
                                            "'cpu'"),
     (["--pin", "0"], "--pin and --keep apply to measurements on a target: give --on TARGET"),
     (["--on", "local", "--pin", "x"], "--pin takes CPU numbers"),
+    (["--on", "local", "--pin", "big"], "('big', a phone's big cores, applies to adb:// targets only), but got 'big'"),
     (["--on", "local?python=/nowhere/python3"], "could not start /nowhere/python3 for target local"),
 ])
 def test_bad_target_input_is_one_line_and_writes_nothing(tmp_path, args, message):

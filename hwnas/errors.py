@@ -71,7 +71,13 @@ def require_finite(settings: object) -> None:
 
 
 class OutputError(HwnasError):
-    """An output could not be written (a full disk, a read-only file system); what was there before is kept."""
+    """An output could not be written (a full disk, a read-only file system); what was there before is kept.
+    ``reason`` is the system's word for why (``No space left on device``), for callers that say it of another
+    output (a table's record, a kit)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 #: the most characters of a value an error message quotes

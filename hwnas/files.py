@@ -35,7 +35,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], N
     except OSError as exc:  # a full disk, a read-only file system: no torn temporary left, the old file kept
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path} could not be written ({exc.strerror or exc}); "
-                          f"{'its previous content is unchanged' if path.exists() else 'nothing was written'}") from None
+                          f"{'its previous content is unchanged' if path.exists() else 'nothing was written'}",
+                          exc.strerror or str(exc)) from None
     return path
 
 
@@ -61,7 +62,7 @@ def append_whole(fd: int, data: bytes, name: str | os.PathLike | int) -> None:
         except OSError:
             pass
         raise OutputError(f"{name} could not be appended to ({exc.strerror or exc}); it ends after its last whole "
-                          f"line") from None
+                          f"line", exc.strerror or str(exc)) from None
 
 
 def dump_json(data: Any, *, nan_as_null: bool = False, indent: int | None = None, sort_keys: bool = False) -> str:

@@ -94,7 +94,8 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
                 dynamo=exporter == "dynamo", external_data=False, verbose=False,
             )
     except OSError as error:
-        raise OutputError(f"{path} could not be written ({error.strerror or error})") from None
+        raise OutputError(f"{path} could not be written ({error.strerror or error})",
+                              error.strerror or str(error)) from None
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DeviceError(
@@ -105,7 +106,8 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
         try:
             Path(path).write_bytes(target.getvalue())
         except OSError as error:
-            raise OutputError(f"{path} could not be written ({error.strerror or error})") from None
+            raise OutputError(f"{path} could not be written ({error.strerror or error})",
+                              error.strerror or str(error)) from None
 
 
 class OrtMobileDevice(Device):

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from hwnas import __version__
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, OutputError
 from hwnas.files import dump_json, write_atomic
 from hwnas.outputs import check_output_dir
 from hwnas.progress import ProgressCallback, report
@@ -104,7 +104,7 @@ def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed
                on_progress: ProgressCallback | None = None) -> Kit:
     """Write a measurement kit of ``n`` random architectures of ``table``'s space (see the module docstring);
     ``litert`` adds .tflite files (None: where the litert extra is installed)."""
-    from hwnas.devices.litert import no_zero_weights
+    from hwnas.devices.litert import convert, no_zero_weights
     from hwnas.devices.ort_mobile import OPSET, export_onnx
 
     if litert is None:
@@ -136,8 +136,6 @@ def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed
             network = {"file": name, "sha256": hashlib.sha256((work / name).read_bytes()).hexdigest(),
                        "arch": str(arch), "macs": cost.macs, "params": cost.params, "table_ms": ms}
             if litert:
-                from hwnas.devices.litert import convert
-
                 data = convert(model, (torch.zeros(shape),))
                 network["litert_file"] = f"{MODELS}/net_{i:03d}.tflite"
                 write_atomic(work / network["litert_file"], data)
@@ -166,6 +164,10 @@ def export_kit(table: LookupTable, n: int, directory: str | os.PathLike, *, seed
         if directory.is_dir():
             directory.rmdir()
         os.replace(work, directory)
+    except OutputError as error:  # a full disk: said of the kit, not of its temporary directory
+        shutil.rmtree(work, ignore_errors=True)
+        raise OutputError(f"the measurement kit {directory} could not be written ({error.reason}); nothing was left "
+                          f"there", error.reason) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

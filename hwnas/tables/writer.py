@@ -27,9 +27,9 @@ class TableWriter:
             self.records = 0
             self._write(line, "its header")
         else:
-            self._drop_truncated_tail()
+            lines = self._drop_truncated_tail()
             self._fd = self._open(os.O_WRONLY | os.O_APPEND)
-            self.records = max(self.path.read_bytes().count(b"\n") - 1, 0)
+            self.records = max(lines - 1, 0)  # the header is no record
 
     def _open(self, flags: int) -> int:
         try:
@@ -37,11 +37,13 @@ class TableWriter:
         except OSError as exc:
             raise OutputError(f"{self.path} could not be written ({exc.strerror or exc})") from None
 
-    def _drop_truncated_tail(self) -> None:
+    def _drop_truncated_tail(self) -> int:
+        """Cut a last line a kill left without its newline; the number of whole lines kept."""
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             with open(self.path, "r+b") as f:
                 f.truncate(data.rfind(b"\n") + 1)
+        return data.count(b"\n")
 
     def _write(self, line: str, what: str) -> None:
         try:
@@ -49,8 +51,8 @@ class TableWriter:
         except OutputError as error:
             kept = (f"its {self.records} records are kept: free space and run the same command again to resume"
                     if self.records else "it holds no records yet")
-            reason = str(error).split(" could not be appended to ", 1)[1].split(";", 1)[0]
-            raise OutputError(f"{self.path}: {what} could not be written {reason}; {kept}") from None
+            raise OutputError(f"{self.path}: {what} could not be written ({error.reason}); {kept}", error.reason) \
+                from None
 
     def append(self, record: Any) -> None:
         self._write(dump_json(record.to_json()), f"record {self.records + 1}")

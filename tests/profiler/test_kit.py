@@ -122,3 +122,19 @@ def test_bad_export_input_is_one_line(table, args, message, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     one_line_error(run("validate", table.path, *args), message)
     assert not (tmp_path / "KIT").exists()
+
+
+def test_a_full_disk_is_said_of_the_kit_and_leaves_nothing(table, tmp_path, monkeypatch):
+    from hwnas.errors import OutputError
+    from hwnas.profiler import kit as kit_module
+
+    def full(path, data):
+        raise OutputError(f"{path} could not be written (No space left on device); nothing was written",
+                          "No space left on device")
+
+    monkeypatch.setattr(kit_module, "write_atomic", full)
+    result = run("validate", table.path, "--export", "2", "-o", tmp_path / "kit", "--no-litert")
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (  # after the progress line
+        f"Error: the measurement kit {tmp_path / 'kit'} could not be written (No space left on device); nothing was "
+        f"left there")
+    assert list(tmp_path.iterdir()) == []

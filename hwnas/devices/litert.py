@@ -21,7 +21,7 @@ import torch
 from hwnas.devices.base import Device
 from hwnas.devices.cpu import torch_copies
 from hwnas.errors import DeviceError
-from hwnas.timing.litert import DELEGATE, litert_version
+from hwnas.timing.litert import DELEGATE
 from hwnas.timing.protocol import Protocol, Runner
 from hwnas.timing.runners import package_version
 from hwnas.timing.runtimes import LiteRt
@@ -93,10 +93,10 @@ class LiteRtDevice(Device):
         missing = [name for name in ("litert_torch", "ai_edge_litert") if importlib.util.find_spec(name) is None]
         if missing:
             return False, f"device {cls.name!r} needs the LiteRT extra ({', '.join(missing)} missing): {EXTRA}"
-        return True, f"LiteRT {litert_version()} interpreter, {DELEGATE}"
+        return True, f"LiteRT {LiteRt.version()} interpreter, {DELEGATE}"
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "backend": "litert", "litert": litert_version(),
+        return {**super().info(), "backend": "litert", "litert": LiteRt.version(),
                 "litert_torch": package_version("litert-torch"), "delegate": DELEGATE}
 
     def tflite_model(self, module: torch.nn.Module, example: Any) -> bytes:

@@ -232,8 +232,8 @@ class Phone:
         code, out = self.shell(f"for d in {PHONE_TMP}/hwnas-*; do [ -f \"$d/owner\" ] && [ ! -e \"$d/kept\" ] && "
                                f"echo \"$d $(cat \"$d/owner\")\"; done; true", timeout=60)
         stale = [fields[0] for fields in (line.split() for line in out.splitlines())
-                 if len(fields) >= 4 and fields[0].startswith(f"{PHONE_TMP}/hwnas-") and _stale(fields[1:])]
-        stale = [path for path in stale if re.fullmatch(rf"{PHONE_TMP}/hwnas-[0-9a-f]+", path)]
+                 if len(fields) >= 4 and re.fullmatch(rf"{PHONE_TMP}/hwnas-[0-9a-f]+", fields[0])
+                 and _stale(fields[1:])]
         if stale:
             self.shell(f"rm -rf {' '.join(stale)}", timeout=120)
         return stale

@@ -25,6 +25,7 @@ from hwnas.devices.litert import LiteRtDevice
 from hwnas.devices.ort_mobile import OrtMobileDevice, input_names
 from hwnas.errors import ConfigError
 from hwnas.timing.protocol import Measurement, Protocol, batch_reference_ms
+from hwnas.timing.runtimes import LiteRt, OnnxRuntime
 from hwnas.profiler.android import AdbSession
 from hwnas.profiler.session import REFERENCE_KEY, MeasuringSession, Session, TargetKind
 from hwnas.profiler.adb import AdbTarget
@@ -52,12 +53,13 @@ class RemoteSession(Session):
             raise ConfigError(f"a target runs ONNX Runtime devices (ort-mobile, ort-cpu) and litert, but got device "
                               f"{device.name!r}")
         self.device, self.protocol, self.target = device, protocol, target
-        self.runtime = "litert" if isinstance(device, LiteRtDevice) else "onnxruntime"
+        runtime = (OnnxRuntime(device.session_settings) if isinstance(device, OrtMobileDevice)
+                   else LiteRt(device.threads))
+        self.runtime = runtime.name
         self.references: list[float] = []
         self._sent: set[str] = set()
         self.connection = Connection(target, keep=keep, runtime=self.runtime)
-        settings = ({"session": device.session_settings.to_dict()} if isinstance(device, OrtMobileDevice)
-                    else {"threads": device.threads})
+        settings = runtime.settings()
         try:
             answer = self.connection.request({"op": "configure", "protocol": protocol.to_dict(),
                                               "runtime": self.runtime, **settings, "pin": pin})

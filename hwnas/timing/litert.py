@@ -12,15 +12,10 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from hwnas.timing.runners import CycleRunner, package_version
+from hwnas.timing.runners import CycleRunner
 
 #: what a LiteRT table was timed with, beside the library versions
 DELEGATE = "XNNPACK (the interpreter's default CPU delegate)"
-
-
-def litert_version() -> str | None:
-    """The installed ai-edge-litert version, or None without it."""
-    return package_version("ai-edge-litert")
 
 
 def interpreter(model: bytes, threads: int) -> Any:

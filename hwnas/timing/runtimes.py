@@ -155,7 +155,3 @@ def get_runtime(name: str, settings: Dict[str, Any]) -> Runtime:
     except KeyError:
         raise ValueError(f"a runtime must be one of {', '.join(sorted(RUNTIMES))}, but got {name!r}") from None
     return cls.from_settings(settings)
-
-
-def runtime_names() -> List[str]:
-    return sorted(RUNTIMES)

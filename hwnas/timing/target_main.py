@@ -34,7 +34,7 @@ from typing import Any, Dict, Optional
 
 from hwnas.timing.runners import random_feeds
 from hwnas.timing.protocol import CalmWatch, Protocol, measure_batch
-from hwnas.timing.runtimes import Runtime, get_runtime
+from hwnas.timing.runtimes import LiteRt, Runtime, get_runtime
 
 
 def _read(path: str) -> Optional[str]:
@@ -71,7 +71,6 @@ def fingerprint(threads: Optional[int] = None) -> Dict[str, Any]:
     ort = None
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime as ort
-    from hwnas.timing.litert import litert_version
 
     cpu = "/sys/devices/system/cpu/cpu0/cpufreq"
     cur, top = _read(f"{cpu}/scaling_cur_freq"), _read(f"{cpu}/cpuinfo_max_freq")
@@ -85,7 +84,7 @@ def fingerprint(threads: Optional[int] = None) -> Dict[str, Any]:
         "python": platform.python_version(), "numpy": numpy.__version__,
         "onnxruntime": None if ort is None else ort.__version__,
         "execution_providers": None if ort is None else ",".join(ort.get_available_providers()),
-        "litert": litert_version(), "threads": threads,
+        "litert": LiteRt.version(), "threads": threads,
         "torch_loaded": "torch" in sys.modules,
     }
 
@@ -99,19 +98,17 @@ class Server:
         os.makedirs(self.models, exist_ok=True)
         self.protocol: Optional[Protocol] = None
         self.runtime: Optional[Runtime] = None
-        self.threads: Optional[int] = None
         self.watch: Optional[CalmWatch] = None
 
     def configure(self, request: Dict[str, Any]) -> Dict[str, Any]:
         self.protocol = Protocol.from_dict(request["protocol"])
         self.runtime = get_runtime(request.get("runtime", "onnxruntime"), request)
-        self.threads = self.runtime.threads
         self.watch = CalmWatch(self.protocol)
         if request.get("pin"):
             if not hasattr(os, "sched_setaffinity"):
                 raise OSError(f"pinning needs sched_setaffinity, which {platform.system()} lacks")
             os.sched_setaffinity(0, set(request["pin"]))
-        return {"fingerprint": fingerprint(self.threads), "workdir": self.workdir}
+        return {"fingerprint": fingerprint(self.runtime.threads), "workdir": self.workdir}
 
     def _model(self, entry: Dict[str, Any]) -> bytes:
         assert self.runtime is not None
@@ -156,7 +153,7 @@ class Server:
         if op == "measure":
             return self.measure(request)
         if op == "fingerprint":
-            return {"fingerprint": fingerprint(self.threads)}
+            return {"fingerprint": fingerprint(None if self.runtime is None else self.runtime.threads)}
         if op == "bye":
             return self.bye()
         raise ValueError(f"unknown request {op!r}")

@@ -132,7 +132,9 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
     each with a bootstrap 95 % interval, and the paired differences between estimators with their
     intervals; writes RANK_DIR/rank.csv (per architecture: the estimates, stand-alone test and
     validation accuracy, latency per table, MACs, params), rank.json (settings, the sample, statistics,
-    differences, verdict) and a scatter chart.
+    differences, verdict) and a scatter chart. With --seeds 2 or more it also says how far the stand-alone
+    accuracies can be trusted: the Kendall tau a perfect estimator would reach against them (the ceiling of
+    every estimate) and that of a second training of the same architectures.
     """
     from hwnas.errors import ConfigError
     from hwnas.judge.charts import draw_rank_chart
@@ -170,7 +172,7 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
     extra = {"ranking": str(output), "architectures": len(result.rows),
              "sample": chosen.describe() if not archs_from else f"from {', '.join(archs_from)} ({sample})",
              "top_k": result.top_k, "top_k_chance": round(result.comparison.chance_top_k, 4),
-             "verdict": result.verdict, "chart": str(chart_path)}
+             "verdict": result.verdict, "truth": _truth(result.truth, fmt), "chart": str(chart_path)}
     differences = result.comparison.difference_rows()
     if fmt == "table":
         click.echo(render(result.summary_rows(), "table", extra=extra))
@@ -178,6 +180,14 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
         click.echo(render(differences, "table"))
         return
     click.echo(render(result.summary_rows(), fmt, extra={**extra, "differences": differences} if fmt == "json" else None))
+
+
+def _truth(truth: Any, fmt: str) -> Any:
+    """How far the stand-alone accuracies can be trusted (`hwnas.judge.agreement.Reliability`), as text or numbers."""
+    if fmt == "json":
+        return None if truth is None else truth.row()
+    return ("unknown with one seed: --seeds 2 or more say how far the stand-alone accuracies can be trusted"
+            if truth is None else truth.text())
 
 
 @click.command("report", epilog=STANDALONE_LAYOUT)

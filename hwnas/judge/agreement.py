@@ -12,6 +12,14 @@ broken at random, and the overlap is its expected value over those draws (an ite
 with the probability that it makes the top k), so that it does not depend on the order of the rows. An estimate
 (or a truth) that is constant ranks nothing: its statistics are NaN. Chance level, the expected overlap of a
 random order, is k / n.
+
+The truth is itself a measurement: each architecture's stand-alone accuracy is the mean of a few trainings, and
+trainings of one architecture differ. `reliability` says how far it can be trusted: from the spread between an
+architecture's seeds (the noise of one training) and the spread between architectures, the Kendall tau that a
+perfect estimator (the architectures' expected accuracy) would reach against these means, its ceiling, and
+that of a second measurement with the same number of seeds. For normally distributed accuracies and noise,
+tau = (2 / pi) arcsin(r) for a correlation r: the perfect estimator's r is the square root of the reliability
+(the share of the between-architecture variance that is not noise), a repeat's r the reliability itself.
 """
 
 from __future__ import annotations
@@ -102,6 +110,68 @@ class Comparison:
     def difference_rows(self) -> list[dict]:
         return [{"compared": f"{a} - {b}", **{key: value for name, d in diffs.items() for key, value in d.row(name).items()}}
                 for (a, b), diffs in self.differences.items()]
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How far a stand-alone truth (per architecture, the mean of its trainings) can be trusted: ``noise_sd`` the
+    standard deviation of one training about its architecture's mean, ``spread_sd`` that of the means between
+    architectures, ``signal_sd`` the part of it that noise does not explain (0 when noise explains it all);
+    ``ceiling`` the Kendall tau a perfect estimator would reach against the means, with a bootstrap 95 %
+    interval over architectures; ``repeat`` the tau of a second measurement like this one."""
+
+    n: int
+    seeds: float
+    noise_sd: float
+    spread_sd: float
+    signal_sd: float
+    ceiling: Agreement
+    repeat: float
+
+    def text(self) -> str:
+        return (f"a perfect estimator would reach tau {self.ceiling.text()} against these stand-alone means, a second "
+                f"training of the same architectures {self.repeat:.2f} (one training's noise sd {self.noise_sd:.2f} "
+                f"points, the means' sd between architectures {self.spread_sd:.2f})")
+
+    def row(self) -> dict:
+        return {"noise_sd": round(self.noise_sd, 4), "spread_sd": round(self.spread_sd, 4),
+                "signal_sd": round(self.signal_sd, 4), "seeds": round(self.seeds, 4),
+                **self.ceiling.row("ceiling_kendall_tau"), "repeat_kendall_tau": round(self.repeat, 4)}
+
+
+def _ceiling(noise: np.ndarray, spread: np.ndarray, inverse_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tau of a perfect estimator, tau of a repeat) for these variances, element by element; NaN where the means
+    do not differ."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.clip((spread - noise * inverse_seeds) / spread, 0.0, 1.0)
+    share = np.where(spread > 0, share, np.nan)
+    return 2 / np.pi * np.arcsin(np.sqrt(share)), 2 / np.pi * np.arcsin(share)
+
+
+def reliability(trainings: Sequence[Sequence[float]], *, seed: int = 0,
+                samples: int = BOOTSTRAP) -> Reliability | None:
+    """How far the stand-alone means of ``trainings`` (per architecture, the accuracy of each of its trainings)
+    can be trusted; None when no architecture was trained more than once (the noise is then unknown) or there
+    are fewer than 3 architectures. The interval resamples architectures (a resample without one trained twice
+    is left out)."""
+    arrays = [np.asarray(t, float) for t in trainings]
+    if len(arrays) < 3 or not any(len(a) > 1 for a in arrays):
+        return None
+    counts = np.array([len(a) for a in arrays])
+    means = np.array([a.mean() for a in arrays])
+    variances = np.array([a.var(ddof=1) if len(a) > 1 else 0.0 for a in arrays])
+    several = (counts > 1).astype(float)
+    index = np.vstack([np.arange(len(arrays)), np.random.default_rng(seed).integers(0, len(arrays),
+                                                                                    size=(samples, len(arrays)))])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = (variances[index] * several[index]).sum(1) / several[index].sum(1)
+    spread = means[index].var(axis=1, ddof=1)
+    inverse = (1 / counts)[index].mean(1)
+    ceiling, repeat = _ceiling(noise, spread, inverse)
+    draws = ceiling[1:][np.isfinite(noise[1:])]
+    return Reliability(len(arrays), float(1 / inverse[0]), math.sqrt(noise[0]), math.sqrt(spread[0]),
+                       math.sqrt(max(0.0, spread[0] - noise[0] * inverse[0])),
+                       Agreement(float(ceiling[0]), *_interval(draws)), float(repeat[0]))
 
 
 def compare(truth: Sequence[float], estimates: Mapping[str, Sequence[float]], *,

@@ -16,7 +16,8 @@ BN batches (so `hwnas search`'s ``--bn-batches`` and ``--val-batches`` are ranke
 recalibrated and as inherited, a predictor's when one is given, and two size baselines a supernet should beat,
 params and MACs (a bigger network is often a better one). Each gets Kendall tau, Spearman rho and top-k overlap
 with bootstrap intervals, and the estimators are compared pairwise by the paired interval of their difference
-(`hwnas.judge.agreement`).
+(`hwnas.judge.agreement`). With two or more seeds, `reliability` says how far the stand-alone truth itself can be
+trusted: the Kendall tau a perfect estimator would reach against it, the ceiling of every estimate here.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import pandas as pd
 from hwnas import __version__
 from hwnas.errors import ConfigError
 from hwnas.files import dump_json, write_atomic
-from hwnas.judge.agreement import BOOTSTRAP, Agreement, Comparison, agreement, compare, top_k_overlap
+from hwnas.judge.agreement import (BOOTSTRAP, Agreement, Comparison, Reliability, agreement, compare, reliability,
+                                   top_k_overlap)
 from hwnas.judge.selection import SAMPLES, in_band, random_sample, random_subset, spread, stratified
 from hwnas.judge.sources import candidates
 from hwnas.judge.standalone import Recipe, job, saved_plan, share, train_standalone
@@ -136,6 +138,7 @@ class RankResult:
     comparison: Comparison
     verdict: str
     config: dict = field(default_factory=dict)
+    truth: Reliability | None = None
 
     @property
     def top_k(self) -> int:
@@ -281,7 +284,8 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
     if predictor is not None:
         said += "; " + verdict(agreements["predictor"], len(frame), baselines, who="the predictor",
                                differences=_tau_differences(comparison, "predictor"))
-    result = RankResult(path, frame, comparison, said, config)
+    truth = reliability([done.test_accs for done in trained], seed=config["seed"])
+    result = RankResult(path, frame, comparison, said, config, truth)
     write_atomic(path / RANK_CSV, frame.to_csv(index=False))
     predictor_info = None if predictor is None else {"path": str(predictor.path.resolve()) if predictor.path else None,
                                                      "digest": predictor.digest(), "target": predictor.target}
@@ -289,6 +293,7 @@ def _finish(path: Path, space: SearchSpace, chosen: list[dict], trained: list, t
         "kind": "hwnas-rank", "version": 2, "hwnas": __version__, **config, "sample_text": sample.describe(),
         "predictor": predictor_info, "top_k": comparison.k, "top_k_chance": comparison.chance_top_k,
         "bootstrap": BOOTSTRAP, "tables": list(labels), "verdict": said,
+        "truth": None if truth is None else truth.row(),
         "agreement": plain(result.agreement), "baselines": plain(result.baselines),
         "differences": [{"estimates": list(pair), **{s: vars(a) for s, a in d.items()}}
                         for pair, d in comparison.differences.items()]},

@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import kendalltau
 
-from hwnas.judge.agreement import _in_top_k, agreement, compare, statistics, top_k, top_k_overlap
+from hwnas.judge.agreement import _in_top_k, agreement, compare, reliability, statistics, top_k, top_k_overlap
 
 
 def test_top_k_overlap_of_distinct_values():
@@ -68,3 +69,39 @@ def test_agreement_of_a_perfect_and_a_reversed_ranking():
     assert perfect["spearman_rho"].value == pytest.approx(1) and perfect["top_k_overlap"].value == 1
     reversed_ = agreement(truth, -truth, samples=200)
     assert reversed_["kendall_tau"].value == pytest.approx(-1) and reversed_["top_k_overlap"].value == 0
+
+
+def test_reliability_needs_two_trainings_of_an_architecture_and_three_architectures():
+    assert reliability([[80.0], [81.0], [82.0]]) is None, "one training each: the noise is unknown"
+    assert reliability([[80.0, 80.5], [81.0, 81.2]]) is None
+    assert reliability([[80.0, 80.5], [81.0], [82.0]]) is not None, "one architecture trained twice is enough"
+
+
+def test_noiseless_trainings_leave_the_truth_exact():
+    truth = reliability([[80.0, 80.0], [81.0, 81.0], [83.0, 83.0], [82.0, 82.0]])
+    assert truth.noise_sd == 0 and truth.ceiling.value == pytest.approx(1) and truth.repeat == pytest.approx(1)
+    assert truth.signal_sd == pytest.approx(truth.spread_sd)
+
+
+def test_architectures_that_differ_less_than_their_noise_cannot_be_ranked():
+    # means 80.0, 80.1, 80.2; one training's sd about 1.4: noise explains all of the spread
+    truth = reliability([[79.0, 81.0], [81.1, 79.1], [79.2, 81.2]])
+    assert truth.ceiling.value == 0 and truth.repeat == 0 and truth.signal_sd == 0
+    assert "would reach tau 0.00" in truth.text()
+
+
+def test_the_ceiling_is_the_tau_of_a_perfect_estimator():
+    """Architectures of known expected accuracy measured with two noisy trainings each: the ceiling is what the
+    expected accuracy (a perfect estimator) reaches against the means, the repeat what a second measurement does."""
+    rng = np.random.default_rng(0)
+    n, signal, noise = 400, 1.0, 1.0
+    expected = rng.normal(80, signal, n)
+    first = expected[:, None] + rng.normal(0, noise, (n, 2))
+    second = expected[:, None] + rng.normal(0, noise, (n, 2))
+    truth = reliability(first.tolist(), samples=200)
+    assert truth.noise_sd == pytest.approx(noise, rel=0.1) and truth.signal_sd == pytest.approx(signal, rel=0.15)
+    perfect = kendalltau(expected, first.mean(1)).statistic
+    repeat = kendalltau(first.mean(1), second.mean(1)).statistic
+    assert truth.ceiling.value == pytest.approx(perfect, abs=0.05) and truth.repeat == pytest.approx(repeat, abs=0.05)
+    assert truth.ceiling.low < truth.ceiling.value < truth.ceiling.high
+    assert truth.row()["ceiling_kendall_tau"] == pytest.approx(truth.ceiling.value, abs=1e-4)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, norm
 
 from hwnas.judge.agreement import reliability
 
@@ -76,7 +76,6 @@ def share_that_wins(signal: float, noise: float, seeds: int, k: int, target_se: 
     grid = np.linspace(0, 6, 601)
     wins = [np.mean(z * signal + rng.normal(0, se_mean, trials) - best > margin) for z in grid]
     needed = grid[np.argmax(np.array(wins) >= 0.5)] if max(wins) >= 0.5 else np.inf
-    from scipy.stats import norm
     return float(norm.sf(needed))
 
 

@@ -12,7 +12,10 @@ are JSON lines over the connection's standard input and output (`hwnas.timing.ta
 Android phones (``adb://SERIAL``), which run no Python, are reached through adb instead: `hwnas.profiler.adb`.
 
 ``?python=PATH`` after a target names the Python to run there (default ``python3``; for ``local``, this
-Python). ``$HWNAS_SSH`` replaces the ssh command (default ``ssh``), e.g. ``ssh -F my_config`` or ``ssh -J jump``.
+Python); ``?workdir=DIR`` the folder the work directory is made in (default: the target's temporary folder,
+``$TMPDIR`` or ``/tmp``), both joined with ``&``. A disk that fills there is one line naming the target and the
+folder (`disk_full`). ``$HWNAS_SSH`` replaces the ssh command (default ``ssh``), e.g. ``ssh -F my_config`` or
+``ssh -J jump``.
 """
 
 from __future__ import annotations
@@ -42,25 +45,32 @@ BUNDLE = ("__init__.py", "errors.py", "timing/__init__.py", "timing/protocol.py"
           "timing/ort.py", "timing/litert.py", "timing/runtimes.py", "timing/target_main.py")
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                "-o", "ServerAliveCountMax=3")
-_SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?python=(?P<python>.+))?$")
+_SSH = re.compile(r"^ssh://(?:(?P<user>[^@/?:]+)@)?(?P<host>[^@/?:]+)(?::(?P<port>\d+))?/?(?:\?(?P<query>.+))?$")
 #: a user or host name: what hostnames, IPv4 addresses, ssh config aliases and login names are made of; never a
 #: leading '-' (ssh would parse it as an option) and no whitespace or control characters
 _NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
-_LOCAL = re.compile(r"^local(?:\?python=(?P<python>.+))?$")
+_LOCAL = re.compile(r"^local(?:\?(?P<query>.+))?$")
+#: what a target's query may set: ``?python=PATH&workdir=DIR``
+QUERY_KEYS = ("python", "workdir")
 
-#: runs on the target: unpack the bundle into a new work directory, check the Python and its libraries,
-#: then serve requests there. One line, so it fits ``python3 -c``.
+#: runs on the target: check the Python and its libraries, unpack the bundle into a new work directory (in
+#: ``dir``, default the temporary folder; removed again if it does not fit), then serve requests there. Passed
+#: to ``python3 -c``.
 BOOT = (
-    "import base64,io,json,sys,tarfile,tempfile,shutil,importlib.util as u\n"
+    "import base64,errno,io,json,os,sys,tarfile,tempfile,shutil,importlib.util as u\n"
     "req=json.loads(sys.stdin.readline())\n"
     "if sys.version_info<(3,8):print(json.dumps({'python':sys.version.split()[0],'old':1}));sys.exit()\n"
     "missing=[m for m in req.get('needs',('numpy','onnxruntime')) if u.find_spec(m) is None]\n"
     "if missing:print(json.dumps({'missing':missing,'python':sys.version.split()[0]}));sys.exit()\n"
+    "d=os.path.expanduser(req['dir']) if req.get('dir') else None;w=None\n"
     "try:\n"
-    " w=tempfile.mkdtemp(prefix='hwnas-target-')\n"
+    " w=tempfile.mkdtemp(prefix='hwnas-target-',dir=d)\n"
     " tarfile.open(fileobj=io.BytesIO(base64.b64decode(req['bundle']))).extractall(w)\n"
     "except Exception as e:\n"
-    " print(json.dumps({'error':type(e).__name__+': '+str(e)}));sys.exit()\n"
+    " w and shutil.rmtree(w,True)\n"
+    " full=getattr(e,'errno',0) in (errno.ENOSPC,getattr(errno,'EDQUOT',errno.ENOSPC))\n"
+    " print(json.dumps({'error':type(e).__name__+': '+str(e),'full':full and {'folder':os.path.abspath(d or "
+    "tempfile.gettempdir()),'reason':e.strerror}}));sys.exit()\n"
     "sys.path.insert(0,w)\n"
     "from hwnas.timing.target_main import serve\n"
     "serve(w,req.get('keep',False))\n"
@@ -68,7 +78,7 @@ BOOT = (
 
 
 #: how a target string that names no kind of target is told
-USAGE = ("a target must be local or ssh://[user@]host[:port] (optionally followed by ?python=PATH), or "
+USAGE = ("a target must be local or ssh://[user@]host[:port] (optionally followed by ?python=PATH&workdir=DIR), or "
          "adb://[SERIAL] for an Android phone")
 
 
@@ -78,11 +88,12 @@ class Target(TargetKind):
     ``ssh://`` (a board): how to start a command there, and how to name it in messages and table headers."""
 
     schemes: ClassVar[tuple[str, ...]] = ("local", "ssh")
-    syntax: ClassVar[str] = "local[?python=PATH] or ssh://[user@]host[:port][?python=PATH]"
+    syntax: ClassVar[str] = "local[?python=PATH][&workdir=DIR] or ssh://[user@]host[:port][?python=PATH][&workdir=DIR]"
 
     url: str
     python: str
     ssh: tuple[str, ...] | None = None  # the ssh command up to the host (None: local)
+    workdir: str | None = None  # the folder the work directory is made in there (None: its temporary folder)
 
     def command(self, argv: list[str]) -> list[str]:
         """The host-side command line that runs ``argv`` on the target."""
@@ -92,13 +103,16 @@ class Target(TargetKind):
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        """``local``, ``local?python=PATH``, ``ssh://[user@]host[:port][?python=PATH]``."""
+        """``local`` or ``ssh://[user@]host[:port]``, either followed by ``?python=PATH`` and/or ``?workdir=DIR``
+        (joined with ``&``)."""
         local = _LOCAL.match(text.strip())
         if local:
-            return cls("local", local.group("python") or sys.executable)
+            query = _query(local.group("query"))
+            return cls("local", query.get("python") or sys.executable, None, query.get("workdir"))
         match = _SSH.match(text.strip())
         if not match:
             raise ConfigError(f"{USAGE}, but got {text!r}")
+        query = _query(match.group("query"))
         user, host, port = match.group("user"), match.group("host"), match.group("port")
         for part, value in (("user", user), ("host", host)):
             if value is not None and not _NAME.match(value):
@@ -108,7 +122,19 @@ class Target(TargetKind):
         command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
         # "--" ends ssh's options: the destination is never read as one, whatever client $HWNAS_SSH names
         ssh = (*command, *SSH_OPTIONS, *(("-p", port) if port else ()), "--", f"{user}@{host}" if user else host)
-        return cls(url, match.group("python") or "python3", ssh)
+        return cls(url, query.get("python") or "python3", ssh, query.get("workdir"))
+
+
+def _query(text: str | None) -> dict[str, str]:
+    """The keys of a target's ``?python=PATH&workdir=DIR`` (each at most once, none empty)."""
+    query: dict[str, str] = {}
+    for part in text.split("&") if text else ():
+        key, eq, value = part.partition("=")
+        if key not in QUERY_KEYS or not value or key in query:
+            raise ConfigError(f"a target takes ?python=PATH (its Python) and ?workdir=DIR (the folder of its work "
+                              f"directory), once each and joined with &, but got ?{text}")
+        query[key] = value
+    return query
 
 
 #: every kind of target by the scheme its URLs begin with (``local``, ``ssh``, ``adb``)
@@ -130,7 +156,7 @@ register_target(AdbTarget)
 
 def parse_target(text: str) -> TargetKind:
     """The target ``text`` names, by the kind its scheme registers: ``local[?python=PATH]``,
-    ``ssh://[user@]host[:port][?python=PATH]`` or an Android phone ``adb://[SERIAL][?benchmark=PATH]``."""
+    ``ssh://[user@]host[:port][?python=PATH][&workdir=DIR]`` or an Android phone ``adb://[SERIAL][?benchmark=PATH]``."""
     head = text.strip()
     scheme = head.split("://", 1)[0] if "://" in head else head.split("?", 1)[0]
     kind = TARGETS.get(scheme)
@@ -160,8 +186,8 @@ class Connection:
         except OSError as exc:  # no ssh, no such python
             raise TargetError(f"could not start {argv[0]} for target {target.url}: {exc.strerror or exc}") from None
         needs = RUNTIMES[runtime].modules
-        hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep, "needs": needs},
-                             starting=True)
+        hello = self.request({"bundle": base64.b64encode(bundle()).decode(), "keep": keep, "needs": needs,
+                              "dir": target.workdir}, starting=True)
         if "missing" in hello:
             raise TargetError(f"the target {target.url} lacks {' and '.join(hello['missing'])} for Python "
                               f"{hello['python']}: install them there with "
@@ -188,6 +214,8 @@ class Connection:
         except ValueError:
             raise TargetError(f"the measuring process on {self.target.url} answered something that is not JSON: "
                               f"{line[:200]!r}") from None
+        if answer.get("full"):
+            raise TargetError(disk_full(self.target.url, answer["full"]["folder"], answer["full"]["reason"]))
         if "error" in answer:
             raise TargetError(f"the measuring process on {self.target.url} failed: {answer['error']}")
         return answer
@@ -230,6 +258,13 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def disk_full(url: str, folder: str, reason: str | None) -> str:
+    """The sentence for a target whose disk filled: the target, the folder its work directory is in, the system's
+    reason, and what to do."""
+    return (f"the disk of the target {url} is full: nothing more fits in {folder} ({reason or 'no space left'}); "
+            f"free space there, or name a folder with room with ?workdir=DIR after the target")
 
 
 def governor_warning(url: str, fingerprint: dict[str, Any]) -> str | None:

@@ -15,12 +15,16 @@ is imported only when asked for. Requests:
 - ``fingerprint``: the fingerprint again (the temperature at the end of a run);
 - ``bye``: remove the work directory (unless asked to keep it) and stop.
 
-A request that fails is answered with ``{"error": "..."}`` in one line; the process goes on.
+A request that fails is answered with ``{"error": "..."}`` in one line; the process goes on. When it failed
+because the disk filled (a model that does not fit in the work directory), the answer also says
+``"full": {"folder": ..., "reason": ...}``: the folder the work directory is in and the system's reason. A model
+that does not fit leaves no partial file behind.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import glob
 import hashlib
 import json
@@ -35,6 +39,9 @@ from typing import Any, Dict, Optional
 from hwnas.timing.runners import random_feeds
 from hwnas.timing.protocol import CalmWatch, Protocol, measure_batch
 from hwnas.timing.runtimes import LiteRt, Runtime, get_runtime
+
+#: the errors of a disk that is full (or of the user's share of it)
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _read(path: str) -> Optional[str]:
@@ -117,8 +124,13 @@ class Server:
             data = base64.b64decode(entry["model"])
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise ValueError(f"model {entry['key']} arrived damaged (its digest does not match)")
-            with open(path, "wb") as f:
-                f.write(data)
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+            except OSError:
+                if os.path.exists(path):
+                    os.remove(path)  # no partial model: the digest names only whole ones
+                raise
             return data
         with open(path, "rb") as f:
             return f.read()
@@ -194,3 +206,5 @@ def _answer(server: "Server", workdir: str, stdin, stdout) -> None:
             answer = server.handle(json.loads(line))
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the host, in one line
             answer = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]}
+            if isinstance(exc, OSError) and exc.errno in FULL:
+                answer["full"] = {"folder": os.path.dirname(os.path.abspath(workdir)), "reason": exc.strerror}

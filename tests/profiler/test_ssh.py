@@ -202,6 +202,87 @@ def test_a_dropped_connection_is_one_line_and_the_same_command_resumes(over_ssh,
     assert len(LookupTable.load(path).records) == len(space.all_blocks())
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs for the target's work directories (``?workdir=``): room for the bundle and a few batches of
+    models; `fill` leaves no byte free, `free` empties it again. Skips where no tmpfs can be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk (tmpfs) needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small disk (tmpfs) could not be mounted here: {mounted.stderr.strip()[-300:]}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path) -> None:
+    """Write a file into ``disk`` until not one more byte fits."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        chunk = 1 << 16
+        while chunk:
+            try:
+                os.write(fd, b"\0" * chunk)
+            except OSError:
+                chunk //= 2
+    finally:
+        os.close(fd)
+
+
+def full_message(sshd, disk: Path) -> str:
+    return (f"Error: the disk of the target {sshd.url} is full: nothing more fits in {disk} (No space left on "
+            f"device); free space there, or name a folder with room with ?workdir=DIR after the target")
+
+
+def test_a_target_disk_that_fills_mid_build_is_one_line_and_the_same_command_resumes(over_ssh, sshd, small_disk,
+                                                                                     tmp_path, monkeypatch):
+    path, url = tmp_path / "t.jsonl", f"{over_ssh}&workdir={small_disk}"
+    real = targets.Connection.request
+    measures = []
+
+    def request(self, message, **kwargs):
+        if message.get("op") == "measure":
+            measures.append(message)
+            if len(measures) == 2:  # the first batch is written; the disk fills before the second's models land
+                assert any(name.startswith("hwnas-target-") for name in os.listdir(small_disk))
+                fill(small_disk)
+        return real(self, message, **kwargs)
+
+    monkeypatch.setattr(targets.Connection, "request", request)
+    command = ["profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", url, "-o", path]
+    result = run(*command)
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]  # after the progress lines
+    assert last == (f"{full_message(sshd, small_disk)}; 12 records are kept in {path}: run the same command "
+                    f"again to resume"), result.output
+    assert "Traceback" not in result.output and len(measures) == 2
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and data.count(b"\n") == 13  # the header and the first batch, whole
+    first = {json.loads(line)["key"] for line in data.decode().splitlines()[1:]}
+    assert os.listdir(small_disk) == ["filler"]  # the target removed its work directory as it left
+    (small_disk / "filler").unlink()  # room again
+    monkeypatch.setattr(targets.Connection, "request", real)
+    result = run(*command)
+    assert result.exit_code == 0, result.output
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()[1:]]
+    blocks = get_space("spos", "cifar10", width=0.25, resolution=8).all_blocks()
+    assert sorted(keys) == sorted(b.key for b in blocks) and first <= set(keys)  # every block exactly once
+    assert len(LookupTable.load(path).records) == len(blocks) and os.listdir(small_disk) == []
+
+
+def test_a_target_disk_too_full_for_the_bundle_is_one_line_and_leaves_nothing(over_ssh, sshd, small_disk, tmp_path):
+    fill(small_disk)
+    path = tmp_path / "t.jsonl"
+    result = run("profile", *SPACE, "--device", "ort-mobile", *CLI_QUICK, "--on", f"{over_ssh}&workdir={small_disk}",
+                 "-o", path)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [full_message(sshd, small_disk)], result.output
+    assert not path.exists() and os.listdir(small_disk) == ["filler"]  # no half-unpacked work directory either
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda url, s: url.replace(f":{s.port}", f":{_free_port()}"), "could not connect to ssh://"),
     (lambda url, s: url.replace(f"{s.user}@", "nobody-here@"), "could not connect to ssh://nobody-here@127.0.0.1"),

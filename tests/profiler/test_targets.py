@@ -1,9 +1,14 @@
 """Measuring on a target through a separate process (`--on local`): the same path as over ssh, end to end."""
 
+import base64
+import errno
+import hashlib
+import io
 import json
 import os
 import shutil
 import signal
+import sys
 
 import pytest
 
@@ -48,6 +53,27 @@ def test_targets_parse(text, url, python, ssh, monkeypatch):
         assert parse_target(text).ssh[:3] == ("ssh", "-F", "/tmp/my")
 
 
+@pytest.mark.parametrize("text, python, workdir", [
+    ("local?workdir=/data/tmp", sys.executable, "/data/tmp"),
+    ("ssh://pi@board?workdir=/data/tmp", "python3", "/data/tmp"),
+    ("ssh://pi@board:22?python=/opt/py/bin/python3&workdir=~/hwnas", "/opt/py/bin/python3", "~/hwnas"),
+    ("ssh://pi@board?workdir=/w&python=/p", "/p", "/w"),
+    ("ssh://pi@board", "python3", None),
+])
+def test_a_target_names_the_folder_of_its_work_directory(text, python, workdir):
+    target = parse_target(text)
+    assert target.python == python and target.workdir == workdir and "?" not in target.url
+
+
+@pytest.mark.parametrize("text", ["ssh://board?dir=/w", "ssh://board?python=", "local?workdir=/a&workdir=/b",
+                                  "ssh://board?python=/p&", "local?workdir"])
+def test_a_target_query_that_names_no_known_key_once_is_one_line(text):
+    with pytest.raises(ConfigError) as error:
+        parse_target(text)
+    assert str(error.value) == (f"a target takes ?python=PATH (its Python) and ?workdir=DIR (the folder of its work "
+                                f"directory), once each and joined with &, but got ?{text.split('?', 1)[1]}")
+
+
 @pytest.mark.parametrize("text", ["", "ssh://", "ssh://a@b@c", "http://board", "localhost", "ssh://board:port"])
 def test_unparsable_targets_are_one_line_errors(text):
     with pytest.raises(ConfigError, match="a target must be local or ssh://"):
@@ -85,7 +111,7 @@ def test_the_bundle_holds_no_torch():
     and itself."""
     import ast
 
-    allowed = {"__future__", "abc", "base64", "collections", "dataclasses", "functools", "glob", "hashlib",
+    allowed = {"__future__", "abc", "base64", "collections", "dataclasses", "errno", "functools", "glob", "hashlib",
                "importlib", "itertools", "json", "math", "os", "platform", "random", "shutil", "signal", "sys",
                "threading", "time", "typing",
                "numpy", "onnxruntime", "ai_edge_litert", "hwnas"}
@@ -221,3 +247,37 @@ def test_the_measuring_process_removes_its_work_directory_however_it_is_stopped(
         os.kill(connection.process.pid, getattr(signal, how))
     connection.process.wait(timeout=30)
     assert not workdir.exists()
+
+
+def test_a_model_that_does_not_fit_on_the_target_is_answered_as_a_full_disk_and_leaves_no_partial_file(
+        tmp_path, monkeypatch):
+    """The measuring process itself: a model whose write fills the disk is one answer saying so (the folder of the
+    work directory and the system's reason), the process goes on, and no partial model is left under the digest."""
+    from hwnas.timing import target_main
+    from hwnas.timing.runtimes import OnnxRuntime
+
+    class Filling(io.FileIO):
+        def write(self, data):
+            super().write(bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = open
+    monkeypatch.setattr(target_main, "open", lambda path, mode="r": Filling(path, "wb") if "w" in mode
+                        else real(path, mode), raising=False)
+    model = b"not really an onnx model"
+    entry = {"key": "a", "sha256": hashlib.sha256(model).hexdigest(), "model": base64.b64encode(model).decode(),
+             "inputs": [{"name": "x", "shape": [1], "dtype": "float32"}]}
+    settings = OnnxRuntime(get_device("ort-mobile").session_settings).settings()
+    requests = [{"op": "configure", "protocol": QUICK.to_dict(), "runtime": "onnxruntime", **settings},
+                {"op": "measure", "entries": [entry], "seed": 0}, {"op": "fingerprint"}]
+    workdir, out = tmp_path / "hwnas-target-x", io.StringIO()
+    workdir.mkdir()
+    target_main.serve(str(workdir), True, io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), out)
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers[2]["full"] == {"folder": str(tmp_path), "reason": "No space left on device"}
+    assert "No space left on device" in answers[2]["error"] and "fingerprint" in answers[3]  # it goes on
+    assert os.listdir(workdir / "models") == []
+    message = targets.disk_full("ssh://pi@board", answers[2]["full"]["folder"], answers[2]["full"]["reason"])
+    assert message == (f"the disk of the target ssh://pi@board is full: nothing more fits in {tmp_path} (No space "
+                       f"left on device); free space there, or name a folder with room with ?workdir=DIR after the "
+                       f"target") and "\n" not in message

@@ -65,31 +65,50 @@ def append_whole(fd: int, data: bytes, name: str | os.PathLike | int) -> None:
                           f"line", exc.strerror or str(exc)) from None
 
 
-def dump_json(data: Any, *, nan_as_null: bool = False, indent: int | None = None, sort_keys: bool = False) -> str:
-    """``data`` as strict JSON text.
-
-    numpy scalars and arrays become numbers and lists, paths strings. A NaN becomes null where the caller
-    says it stands for "not known" (``nan_as_null``); any other non-finite number is a bug of the caller, so
-    it is a ValueError naming where in ``data`` it lies, never a file other programs cannot read.
-    """
-    return json.dumps(_plain(data, nan_as_null, "data"), indent=indent, sort_keys=sort_keys, allow_nan=False)
+def dump_json(data: Any, *, nan_as_null: bool = False, nonfinite_as_null: bool = False, indent: int | None = None,
+              sort_keys: bool = False) -> str:
+    """``data`` as strict JSON text, converted by `plain` (numpy values as numbers and lists, paths as text; a
+    non-finite number as null only where the caller says so, else a ValueError naming where it lies)."""
+    return json.dumps(plain(data, nan_as_null=nan_as_null, nonfinite_as_null=nonfinite_as_null), indent=indent,
+                      sort_keys=sort_keys, allow_nan=False)
 
 
-def _plain(value: Any, nan_as_null: bool, where: str) -> Any:
-    if isinstance(value, (str, bool, int)) or value is None:
+def plain(value: Any, *, nan_as_null: bool = False, nonfinite_as_null: bool = False, where: str = "data") -> Any:
+    """``value`` as JSON's types, converted explicitly: numpy scalars and arrays as numbers and lists, paths as
+    text, tuples as lists, a key JSON has no form for as its text. A NaN becomes null where the caller says it
+    stands for "not known" (``nan_as_null``), every non-finite number where an undefined figure is null
+    (``nonfinite_as_null``: the CLI's ``--format json``, e.g. Kendall tau of a constant); any other non-finite
+    number is a bug of the caller, so it is a ValueError naming where in ``value`` it lies (``where``: the name
+    of ``value``), never a file other programs cannot read. Anything else is a TypeError: a value hwnas does not
+    know how to write is a bug to fix, not a string to print."""
+    if isinstance(value, (str, bool)) or value is None:
         return value
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
-        if math.isnan(value) and nan_as_null:
+        if not math.isfinite(value) and (nonfinite_as_null or (nan_as_null and math.isnan(value))):
             return None
         if not math.isfinite(value):
             raise ValueError(f"JSON holds finite numbers only, but {where} is {value}")
-        return value
+        return float(value)
+    options = {"nan_as_null": nan_as_null, "nonfinite_as_null": nonfinite_as_null}
     if isinstance(value, Mapping):
-        return {key: _plain(v, nan_as_null, f"{where}[{key!r}]") for key, v in value.items()}
+        return {_key(key): plain(v, **options, where=f"{where}[{key!r}]") for key, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, nan_as_null, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [plain(v, **options, where=f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # numpy scalars and arrays
-        return _plain(value.tolist(), nan_as_null, where)
-    raise TypeError(f"JSON holds numbers, strings, lists and objects, but {where} is a {type(value).__name__}")
+        return plain(value.tolist(), **options, where=where)
+    raise TypeError(f"JSON holds numbers, strings, lists and objects, but {where} is a {type(value).__name__}: "
+                    f"{value!r:.80}")
+
+
+def _key(key: Any) -> Any:
+    """A mapping's key as JSON writes it: text, a number or a flag as it is (json writes them), anything else as
+    its text (a numpy integer as its number's)."""
+    if isinstance(key, (str, int, float, bool)) or key is None:
+        return key
+    if hasattr(key, "item") and type(key).__module__ == "numpy":
+        return _key(key.item())
+    return str(key)

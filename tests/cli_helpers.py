@@ -1,5 +1,7 @@
 """What the CLI tests share: invoking `hwnas` in-process and the one-line error every bad input must give."""
 
+import re
+
 from click.testing import CliRunner
 
 from hwnas.cli import cli
@@ -71,4 +73,28 @@ def same_rows(*args, vary=(), json_args=None):
             assert a.isna().tolist() == b.isna().tolist() and a.dropna().tolist() == b.dropna().tolist(), column
         else:
             pd.testing.assert_series_equal(a, b, check_exact=False, rtol=1e-9, obj=column)
+    shown = displayed_numbers(data["summary"])
+    assert not shown, f"summary values that are numbers shown as text, not numbers: {shown}"
     return data["rows"], data["summary"]
+
+
+#: a number written for reading: with or without a scale or a unit, alone or as a range ("244.45M", "1.23 ms",
+#: "0.5..1.2", "12 %", "3")
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?(?:\s*(?:%|[KMGT]\b|ms\b|s\b|mJ\b|MACs\b|params\b))?"
+DISPLAYED_NUMBER = re.compile(rf"\s*{_NUMBER}(?:\s*(?:\.\.|±|\+-)\s*{_NUMBER})?\s*", flags=re.I)
+
+#: keys whose text is a name that may be all digits, not a number (a space's layers are named "1", "2", ...)
+NAMES = ("layers", "layer")
+
+
+def displayed_numbers(value, where="summary") -> list[str]:
+    """Where the JSON ``value`` (a command's summary) holds a number as display text rather than as a number
+    (the output convention: `--format json` holds numbers as numbers), as ``where[key]...: text``."""
+    if isinstance(value, str):
+        return [f"{where}: {value!r}"] if DISPLAYED_NUMBER.fullmatch(value) else []
+    if isinstance(value, dict):
+        return [found for k, v in value.items() if k not in NAMES
+                for found in displayed_numbers(v, f"{where}[{k!r}]")]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in displayed_numbers(v, f"{where}[{i}]")]
+    return []

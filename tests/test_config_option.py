@@ -1,5 +1,6 @@
-"""``--config FILE`` on every command: TOML or JSON option values, a run's or a search's config.json as one,
-the command line over the file, and one line with exit 2 for a bad file."""
+"""``--config FILE`` on every command: TOML or JSON option values, a run's or a search's config.json as one (to
+every command: other commands' options ignored), the command line over the file, and one line with exit 2 for a
+bad file or a key that is no command's option."""
 
 import json
 
@@ -11,7 +12,7 @@ import hwnas.training
 from hwnas.cli import COMMANDS, cli
 from hwnas.cli.config import run_record_options
 from hwnas.space import get_space
-from hwnas.testing import SyntheticEvaluator, synthetic_table, tiny_supernet_run
+from hwnas.testing import SyntheticEvaluator, synthetic_table
 from cli_helpers import one_line_error, run
 
 
@@ -62,12 +63,35 @@ def test_json_values_with_dashes_or_underscores(tmp_path):
                                                           "mean --format?")
 
 
+def test_other_commands_options_are_ignored_and_a_key_of_no_command_is_an_error(tmp_path):
+    """One file for several commands: each takes its own options and leaves the others' alone."""
+    config = tmp_path / "project.toml"
+    config.write_text('space = "spos"\nformat = "csv"\nepochs = 3\npopulation = 10\ntarget-latency = "1ms"\n'
+                      'strategy = "sandwich"\n')
+    result = run("references", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert result.output == run("references", "--space", "spos", "--format", "csv").output
+    config.write_text('space = "spos"\nepochs = 3\npopulaton = 10\n')
+    one_line_error(run("references", "--config", config), "'populaton' is not an option of hwnas references; see "
+                                                          "hwnas references --help")
+    config.write_text('space = "spos"\nepochs = 3\nformats = "csv"\n')
+    one_line_error(run("references", "--config", config), "'formats' is not an option of hwnas references; did you "
+                                                          "mean --format?")
+    config.write_text('space = "spos"\nformat = 3\n')  # this command's option: still checked
+    one_line_error(run("references", "--config", config), "--config {}: format must be a string".format(config))
+
+
+TINY = ["--dataset", "synthetic", "--width", "0.25", "--resolution", "8", "--synthetic-size", "64",
+        "--batch-size", "16", "--no-progress", "--epochs", "1", "--threads", "1"]
+
+
 @pytest.fixture(scope="module")
 def supernet_run(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    return tiny_supernet_run(tmp_path_factory.mktemp("run") / "supernet")
+    """A real run directory, as `hwnas train` writes it (seconds)."""
+    path = tmp_path_factory.mktemp("run") / "supernet"
+    result = run("train", "--space", "spos", *TINY, "--eval-paths", "1", "--bn-batches", "2", "-o", path)
+    assert result.exit_code == 0, result.output
+    return path
 
 
 def test_a_run_config_json_is_the_run_s_options(supernet_run, tmp_path):
@@ -92,6 +116,45 @@ def test_a_run_config_json_is_the_run_s_options(supernet_run, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(retrained))
     one_line_error(run("train", "--config", tmp_path, "-o", tmp_path / "r"), "'arch' is not an option of hwnas train")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_config_json_gives_other_commands_its_space_and_data(supernet_run, tmp_path, monkeypatch):
+    """Given to a command that makes no such run, a run's config.json gives what the run was made on (space, data)
+    and nothing of how (its strategy, epochs, lr, seed: a search's or a ranking's own options of the same names)."""
+    record = json.loads((supernet_run / "config.json").read_text())
+    assert run_record_options(record, "rank") == {"space": "spos", "width": 0.25, "input": "cifar10", "resolution": 8,
+                                                  "dataset": "synthetic", "download": False}
+    monkeypatch.setattr(hwnas.training, "open_evaluator",
+                        lambda run_dir, *, space, **options: SyntheticEvaluator(space))
+    table = synthetic_table(SPACE, device="cpu", path=tmp_path / "cpu.jsonl")
+    result = run("search", "--config", supernet_run / "config.json", "--table", tmp_path / "cpu.jsonl",
+                 "--target-latency", f"{2 * table.minimum_latency():.6f}ms", "--supernet", supernet_run,
+                 "--population", "4", "--generations", "1", "--parents", "2", "-o", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    searched = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert searched["strategy"] == "evolution" and searched["seed"] == 0  # not the run's "uniform"
+    assert (searched["space"]["space"], searched["space"]["width"], searched["space"]["input"]["name"]) == \
+        ("spos", 0.25, "cifar10") and "epochs" not in searched["settings"]
+    monkeypatch.undo()  # eval opens the real run
+    # nothing of the run is an option of rank but its data root (null): RUN_DIR is still to give
+    one_line_error(run("rank", "--config", supernet_run / "config.json"), "Missing argument 'RUN_DIR'")
+    result = run("eval", "--config", supernet_run, supernet_run, "--random", "1", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    # retrain takes the supernet's recipe and leaves its supernet settings (strategy, eval_paths, ...) alone
+    result = run("retrain", "--config", supernet_run, "--arch", "SPOS", "--threads", "1", "-o", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    retrained = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
+    assert retrained["strategy"] is None and retrained["arch"]
+    assert {k: retrained[k] for k in ("epochs", "lr", "batch_size", "resolution", "synthetic_size")} == \
+        {k: record["config"][k] for k in ("epochs", "lr", "batch_size", "resolution", "synthetic_size")}
+    # a setting no command has is refused by the commands that repeat the run, left out by the others
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "config.json").write_text(json.dumps({**record, "config": {**record["config"],
+                                                                                     "split_seed": 7}}))
+    one_line_error(run("train", "--config", tmp_path / "split", "-o", tmp_path / "t"),
+                   "'split_seed' is not an option of hwnas train")
+    assert "split_seed" not in run_record_options(json.loads((tmp_path / "split" / "config.json").read_text()),
+                                                  "search")
 
 
 SPACE = get_space("spos", "cifar10", width=0.25)

@@ -1,6 +1,7 @@
 """One output convention for every command that prints rows (README, "One output convention"): `--format csv`
 is the rows only, `--format json` strict JSON with the same rows beside the summary, and the README's two
-pandas lines turn them into equal DataFrames (`cli_helpers.same_rows`). Commands that need a measured table,
+pandas lines turn them into equal DataFrames, and the JSON summary holds numbers as numbers, never as display
+text such as "244.45M" or "1.23 ms" (`cli_helpers.same_rows`). Commands that need a measured table,
 a ranking, a report or the demo are checked where their own tests made one (tests/profiler/test_profile_cli.py,
 tests/judge/, tests/test_demo.py)."""
 
@@ -69,7 +70,10 @@ def test_table_commands(tables, tmp_path):
     (tmp_path / "measured.csv").write_text("arch,latency_ms\n" + "\n".join(lines) + "\n")
     rows, summary = same_rows("table", "adapt", root / "cpu.jsonl", tmp_path / "measured.csv",
                               "-o", tmp_path / "adapted.jsonl")
-    assert len(rows) == 2 and summary["adapted"]["measurements"]["networks"] == len(archs)
+    assert len(rows) == 2 and summary["adapted"]["measurements"]["networks"] == summary["networks"] == len(archs)
+    assert summary["blocks"] >= summary["groups"] > 0 and summary["held_out"]["folds"] >= 2
+    assert 0 < summary["coefficients"]["min"] <= summary["coefficients"]["max"]
+    assert summary["ridge"] == summary["adapted"]["model"]["ridge"]
     kit = ("validate", root / "cpu.jsonl", "--export", 2, "--no-litert", "-o")
     rows, summary = same_rows(*kit, tmp_path / "kit1", json_args=(*kit, tmp_path / "kit2"), vary=("kit", "next"))
     assert rows[0]["networks"] == 2 and rows[0]["table_ms_min"] <= rows[0]["table_ms_max"]
@@ -84,7 +88,8 @@ def test_search_plot_export(tables, tmp_path, monkeypatch):
     rows, _ = same_rows(*search, vary=("evaluated_now",))  # the second replays the first
     assert len(rows) == 1 and isinstance(rows[0]["macs"], int)
     rows, summary = same_rows("plot", tmp_path / "s", "-o", tmp_path / "chart.png")
-    assert rows and summary["chart"] == str(tmp_path / "chart.png")
+    assert rows and summary == {"chart": str(tmp_path / "chart.png"), "series": 1, "front_points": len(rows),
+                                "reference_marks": summary["reference_marks"]}
     rows, _ = same_rows("export", tmp_path / "s", "--no-onnx", "-o", tmp_path / "e1",
                         json_args=("export", tmp_path / "s", "--no-onnx", "-o", tmp_path / "e2"), vary=("directory",))
     assert rows[0]["onnx_max_abs_diff"] is None
@@ -100,6 +105,18 @@ def test_training_commands(tmp_path):
     rows, summary = same_rows(*retrain, "-o", tmp_path / "c", json_args=(*retrain, "-o", tmp_path / "d"),
                               vary=TIMINGS)
     assert len(rows) == 1 and 0 <= summary["test_acc"] <= 100
+
+
+def test_display_text_of_a_number_is_found():
+    """What `same_rows` refuses in a summary: a number written for reading; names, paths and sentences pass."""
+    from cli_helpers import displayed_numbers
+
+    summary = {"macs": "244.45M", "latency": "1.23 ms", "range": "0.500..1.200", "share": "12 %", "count": "3",
+               "space": "spos", "chart": "/tmp/3.png", "layers": ["1", "2"], "note": "3 of 5 ahead",
+               "nested": [{"offset": "-0.4ms"}], "ok": 244450000}
+    assert displayed_numbers(summary) == ["summary['macs']: '244.45M'", "summary['latency']: '1.23 ms'",
+                                          "summary['range']: '0.500..1.200'", "summary['share']: '12 %'",
+                                          "summary['count']: '3'", "summary['nested'][0]['offset']: '-0.4ms'"]
 
 
 def test_json_is_strict_and_converts_explicitly():
@@ -118,5 +135,5 @@ def test_json_is_strict_and_converts_explicitly():
     assert data == {"rows": [{"tau": None, "n": 3, "info.threads": 2, "info.cores": "[0, 1]", "note": None}],
                     "summary": {"held_out": {"tau": None}, "total": {"n": 3}}}
     assert render([{"n": 1, "info": {"threads": 2}}], "csv", footer=[{"n": 1}]) == "n,info.threads\n1,2"
-    with pytest.raises(TypeError, match="got a object"):
+    with pytest.raises(TypeError, match=r"row\['x'\] is a object"):
         render([{"x": object()}], "json")

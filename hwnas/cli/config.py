@@ -7,6 +7,10 @@ help shows, in lower case: ``space`` and ``arch`` for `hwnas arch`, ``run_dir`` 
 become the command's `click.Context.default_map`, set by an eager option callback before any other option
 is read. A directory stands for its ``config.json``.
 
+A key that is an option of another hwnas command, not of this one, is ignored, so that one file can
+hold the options of several commands; a key that is an option of no command is one line naming it and the
+options it could be, exit 2.
+
 Run records are translated first. A training run's config.json (``hwnas train`` / ``retrain``) gives its
 ``config`` settings, the strategy's settings as their own options (``random_paths``, ``distill``, ...);
 its ``hwnas_version``, ``space`` description and ``architecture`` are records, not options, and are
@@ -16,8 +20,12 @@ ignored, and so are settings recorded as null. A search's config.json gives ``st
 ``bn_batches``, ``batch_size`` from its evaluators; its ``kind``, ``version``, ``hwnas``, the tables'
 labels and digests, the evaluators' other figures and the strategy's settings that no option sets, at
 their defaults (``chunk``, ...), are ignored (a differentiable search records no dataset: give
-``dataset``). Any other key that is not an option of the command (``split_seed`` set, a retrained
-``arch`` given to ``train``) is one line naming it and the options it could be, exit 2.
+``dataset``). Given to a command that makes such records (`MAKERS`), a record's settings are options as
+above: another command's are ignored (a supernet's ``strategy`` given to ``retrain``), one that no command
+has (``split_seed`` set) is an error, and so is a retrained ``arch`` given to ``train``, which would train a
+supernet instead. Given to any other command, a record gives only what its run was made on (`SHARED`: the
+space and the data), since its other settings mean something else there (a search's ``--epochs`` and
+``--strategy``, a profile's ``--device``).
 """
 
 from __future__ import annotations
@@ -31,11 +39,16 @@ import click
 
 from hwnas.errors import ConfigError, quoted
 
-HELP = ("TOML or JSON file of option values by their names (batch-size = 64); a run's or a search's config.json "
-        "works as one. Options on the command line override it.")
+HELP = ("TOML or JSON file of option values by their names (batch-size = 64; other commands' options are ignored); "
+        "a run's or a search's config.json works as one. Options on the command line override it.")
 
 #: keys of a training run's config.json that record the run rather than set an option
 TRAIN_RECORD = ("hwnas_version", "space", "architecture")
+#: the commands that make each kind of record, and repeat one from its config.json
+MAKERS = {"train": ("train", "retrain"), "search": ("search",)}
+#: what a record gives any other command: what its run was made on, which means the same there
+SHARED = {"train": ("space", "width", "input", "resolution", "dataset", "data_root", "download"),
+          "search": ("space", "width", "input", "dataset", "supernet")}
 
 
 def add_config_option(command: click.Command) -> click.Command:
@@ -55,8 +68,11 @@ def _apply_config(ctx: click.Context, param: click.Parameter, value: str | None)
     path = Path(value)
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"
-    values = run_record_options(read_config(path))
-    ctx.default_map = {**(ctx.default_map or {}), **config_defaults(ctx.command, values, path, ctx)}
+    data = read_config(path)
+    name = " ".join(ctx.command_path.split()[1:])  # train, table adapt
+    refused = ("arch",) if name == "train" and record_kind(data) == "train" else ()  # a retrained architecture
+    values = run_record_options(data, name)
+    ctx.default_map = {**(ctx.default_map or {}), **config_defaults(ctx.command, values, path, ctx, refused)}
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -79,17 +95,34 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def run_record_options(data: dict[str, Any]) -> dict[str, Any]:
-    """The options a run's or a search's config.json stands for (see the module's docstring); any other
-    object as it is."""
+def record_kind(data: dict[str, Any]) -> str | None:
+    """``"train"`` for a training run's config.json, ``"search"`` for a search's, None for any other object."""
     if isinstance(data.get("config"), dict) and "hwnas_version" in data:
+        return "train"
+    return "search" if data.get("kind") == "hwnas-search" else None
+
+
+def run_record_options(data: dict[str, Any], command: str | None = None) -> dict[str, Any]:
+    """The options a run's or a search's config.json stands for (see the module's docstring); any other
+    object as it is. Given to ``command`` (its name: ``rank``, ``table adapt``) that does not make such
+    records, only the `SHARED` ones."""
+    kind = record_kind(data)
+    if kind == "train":
         options = {k: v for k, v in data.items() if k not in (*TRAIN_RECORD, "config")}
         config = {k: v for k, v in data["config"].items() if v is not None}  # null: the default (arch of a train)
         settings = config.pop("strategy_settings", None) or {}
-        return {**options, **config, **(settings if isinstance(settings, dict) else {"strategy_settings": settings})}
-    if data.get("kind") == "hwnas-search":
-        return _search_options(data)
-    return data
+        options = {**options, **config,
+                   **(settings if isinstance(settings, dict) else {"strategy_settings": settings})}
+        space = data.get("space")
+        profile = space.get("input") if isinstance(space, dict) else None
+        shared = {"input": profile.get("name") if isinstance(profile, dict) else None}  # train has no --input
+    elif kind == "search":
+        options, shared = _search_options(data), {}
+    else:
+        return data
+    if command is None or command in MAKERS[kind]:
+        return options
+    return {k: v for k, v in {**options, **shared}.items() if k in SHARED[kind]}
 
 
 def _search_options(data: dict[str, Any]) -> dict[str, Any]:
@@ -154,17 +187,23 @@ def _names(command: click.Command) -> dict[str, click.Parameter]:
     return names
 
 
-def config_defaults(command: click.Command, values: dict[str, Any], path: Path,
-                    ctx: click.Context) -> dict[str, Any]:
+def config_defaults(command: click.Command, values: dict[str, Any], path: Path, ctx: click.Context,
+                    refused: tuple[str, ...] = ()) -> dict[str, Any]:
     """``values`` (option name -> value) as a default map of ``command``, each value checked by its option's
-    type; an unknown name or a value of the wrong type is a ConfigError that names the file and the key."""
+    type. A name of another command's option is left out, unless ``refused``; any other unknown name or a
+    value of the wrong type is a ConfigError that names the file and the key."""
     names = _names(command)
+    others: set[str] | None = None
     where = f"--config {path}"
     command_path = " ".join(["hwnas", *ctx.command_path.split()[1:]])
     defaults: dict[str, Any] = {}
     given: dict[str, str] = {}
     for key, value in values.items():
         param = names.get(str(key).replace("-", "_"))
+        if param is None and str(key).replace("-", "_") not in refused:
+            others = _every_name(ctx.find_root()) if others is None else others
+            if str(key).replace("-", "_") in others:
+                continue  # another command's option: a file of several commands' options, a run's record
         if param is None:
             close = difflib.get_close_matches(str(key).replace("-", "_"), list(names), n=3, cutoff=0.6)
             hint = (f"did you mean {' or '.join(_shown(names[c]) for c in close)}?" if close
@@ -177,6 +216,19 @@ def config_defaults(command: click.Command, values: dict[str, Any], path: Path,
             continue  # the option's default
         defaults[str(param.name)] = _checked(param, value, f"{where}: {key}", ctx)
     return defaults
+
+
+def _every_name(root: click.Context) -> set[str]:
+    """The option and argument names (as `_names` gives them) of every command under ``root``'s group."""
+    found: set[str] = set()
+    todo = [root.command]
+    while todo:
+        command = todo.pop()
+        if isinstance(command, click.Group):
+            todo.extend(filter(None, (command.get_command(root, name) for name in command.list_commands(root))))
+        else:
+            found.update(_names(command))
+    return found
 
 
 def _shown(param: click.Parameter) -> str:

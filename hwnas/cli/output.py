@@ -9,20 +9,20 @@ command.
   reads it.
 - ``json``: strict JSON ``{"rows": [...], "summary": {...}}``: the same rows as the CSV (flattened the same way,
   every row with every column, null where empty) and beside them the command's summary (statistics, settings,
-  totals), nested as it is. ``pd.DataFrame(json.loads(text)["rows"])`` gives the CSV's DataFrame.
+  totals), nested as it is, its numbers as numbers (never display text such as ``244.45M`` or ``1.23 ms``).
+  ``pd.DataFrame(json.loads(text)["rows"])`` gives the CSV's DataFrame. Values are converted by
+  `hwnas.files.plain`, as in hwnas's files, except that every non-finite number is null.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hwnas.files import dump_json
+from hwnas.files import dump_json, plain
 
 FORMATS = ("table", "json", "csv")
 
@@ -50,7 +50,7 @@ def render(rows: Sequence[Mapping[str, Any]], fmt: str, *, extra: Mapping[str, A
     summary = dict(extra or {})
     if footer:
         summary["total"] = footer[0] if len(footer) == 1 else list(footer)
-    return dump_json({"rows": flat, "summary": plain(summary)}, indent=2)  # the strict writer of hwnas's files
+    return dump_json({"rows": flat, "summary": summary}, nonfinite_as_null=True, indent=2)  # hwnas's strict writer
 
 
 def flat_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -79,36 +79,11 @@ def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping):
             out.update(_flatten(value, f"{name}."))
         elif isinstance(value, (list, tuple, np.ndarray)):
-            out[name] = dump_json(plain(value))
+            out[name] = dump_json(value, nonfinite_as_null=True)
         else:
-            value = plain(value)
+            value = plain(value, nonfinite_as_null=True, where=f"row[{name!r}]")
             out[name] = None if value == "" else value
     return out
-
-
-def plain(value: Any) -> Any:
-    """``value`` as JSON's types, converted explicitly: numpy scalars and arrays as numbers and lists, paths as
-    text, tuples as lists, every non-finite float (an undefined statistic, e.g. Kendall tau of a constant) as
-    None, so that ``--format json`` is strict JSON that every parser reads. Anything else is a TypeError: a value
-    hwnas does not know how to write is a bug to fix, not a string to print."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    raise TypeError(f"--format json writes numbers, text, lists and dicts, but got a {type(value).__name__}: "
-                    f"{value!r:.80}")
 
 
 def human(n: float) -> str:

@@ -28,10 +28,11 @@ def _target_options():
         click.option("--on", "target", default=None, metavar="TARGET",
                      help="Measure on another machine: ssh://[user@]host[:port] (the system ssh, your keys and "
                           "~/.ssh/config), or local (a separate process here); it needs only Python >= 3.8 with numpy "
-                          "and onnxruntime (ai-edge-litert for litert). Append ?python=PATH to choose its Python. ort-mobile, "
-                          "ort-cpu and litert only. Or an Android phone through adb: adb://SERIAL?benchmark=PATH "
-                          "(adb:// for the only one; PATH: LiteRT's benchmark_model for Android on this host), "
-                          "litert only."),
+                          "and onnxruntime (ai-edge-litert for litert). Append ?python=PATH to choose its Python and "
+                          "?workdir=DIR (joined with &) the folder its work directory is made in (default: its "
+                          "temporary folder). ort-mobile, ort-cpu and litert only. Or an Android phone through adb: "
+                          "adb://SERIAL?benchmark=PATH (adb:// for the only one; PATH: LiteRT's benchmark_model for "
+                          "Android on this host), litert only."),
         click.option("--pin", default=None, metavar="CPUS", help="With --on: run the measurement on these CPUs of the "
                                                                    "target (2, 2,3 or 0-3; big: a phone's big cores)."),
         click.option("--keep", is_flag=True, help="With --on: leave the work directory (runner, exported models) on "
@@ -53,7 +54,7 @@ def _target(target: str | None, pin: str | None, keep: bool):
 
 @click.command()
 @click.option("--on", "target", default=None, metavar="TARGET",
-              help="Check a target instead (ssh://[user@]host[:port] or local, ?python=PATH; or a phone, "
+              help="Check a target instead (ssh://[user@]host[:port] or local, ?python=PATH&workdir=DIR; or a phone, "
                    "adb://SERIAL?benchmark=PATH): connect, run the measuring process (or benchmark program) there and "
                    "print its fingerprint.")
 @format_option
@@ -253,7 +254,9 @@ def validate(path: Path, archs: int, seed: int, repeats: int, save: bool, detail
                          f"drift-corrected to the reference level {t.header['reference_level_ms']} ms",
              "calibration": f"scale {report.calibration.scale:.4f}, offset {report.calibration.offset_ms:.4f} ms"
                             + (" (saved)" if save else "")}
-    if fmt == "json":  # the calibration as numbers
+    if fmt == "json":  # the reference level and the calibration as numbers
+        extra["measured"] = "as timed" if report.timed_ms is None else "drift-corrected"
+        extra["reference_level_ms"] = None if report.timed_ms is None else t.header["reference_level_ms"]
         extra["calibration"] = {"scale": report.calibration.scale, "offset_ms": report.calibration.offset_ms,
                                 "saved": save}
     click.echo(render(report.rows(), fmt, extra=extra))

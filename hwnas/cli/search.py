@@ -262,11 +262,12 @@ def plot(search_dirs, output, tables, measured, x_axis, dpi, size, title, log_x,
                 row["measured_ms"] = round(float(s.measured_ms[i]), 4)
                 row["error_pct"] = round(100 * (float(ms) - float(s.measured_ms[i])) / float(s.measured_ms[i]), 1)
             rows.append({**row, "arch": arch})
-    summary = (f"{output}: {len(data.series)} series, {sum(len(s.front.index) for s in data.series)} front points, "
-               f"{len(data.references)} reference marks")
-    click.echo(render(rows, fmt, extra={"chart": str(output), "summary": summary} if fmt == "json" else None))
+    counts = {"series": len(data.series), "front_points": sum(len(s.front.index) for s in data.series),
+              "reference_marks": len(data.references)}
+    click.echo(render(rows, fmt, extra={"chart": str(output), **counts} if fmt == "json" else None))
     if fmt == "table":
-        click.echo(summary)
+        click.echo(f"{output}: {counts['series']} series, {counts['front_points']} front points, "
+                   f"{counts['reference_marks']} reference marks")
 
 
 @click.command()

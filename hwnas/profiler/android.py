@@ -37,7 +37,7 @@ from hwnas.devices.litert import LiteRtDevice
 from hwnas.errors import ConfigError, TargetError
 from hwnas.profiler.adb import AdbTarget, Phone, abi_mismatch, big_cores, last_line
 from hwnas.profiler.session import REFERENCE_KEY, Session
-from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, Runner, batch_reference_ms, measure_batch
+from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, Runner
 from hwnas.timing.runners import package_version
 
 log = logging.getLogger(__name__)
@@ -235,12 +235,7 @@ class AdbSession(Session):
         `MeasuringSession.measure`)."""
         runners = {key: BenchmarkRunner(self, self._model(module, example), str(key))
                    for key, (module, example) in modules.items()}
-        steady = steady_ms if steady_ms is not None else self.steady_ms() if reference is not None else None
-        result = measure_batch(runners, self.protocol, reference=reference, seed=seed, steady_ms=steady,
-                               watch=self.watch if self.protocol.drift_correction else None)
-        if reference is not None:
-            self.references.append(batch_reference_ms(result, reference))
-        return result
+        return self.time_batch(runners, reference=reference, seed=seed, steady_ms=steady_ms)
 
     def temperature_c(self) -> float | None:
         """The phone's hottest thermal zone now (the end of a run)."""
@@ -265,19 +260,23 @@ def _safe(name: str) -> bool:
 
 def describe_phone(target: AdbTarget) -> dict[str, Any]:
     """`hwnas devices --on adb://...`: the phone's fingerprint and, with ``?benchmark=``, whether the program runs
-    there (a work folder is made for the check and removed)."""
-    phone = Phone(target)
-    fingerprint = phone.fingerprint()
+    there (a work folder is made for the check and removed). The phone is opened and fingerprinted once: by the
+    session that checks the program where there is one."""
+    session = None
+    if target.benchmark is not None:
+        from hwnas.devices import get_device
+
+        session = AdbSession(get_device("litert"), Protocol(), target)
+        session.close()
+        phone, fingerprint = session.phone, session.fingerprint
+    else:
+        phone = Phone(target)
+        fingerprint = phone.fingerprint()
     row: dict[str, Any] = {"device": "litert", "target": phone.url, "available": None, "model": fingerprint["model"],
                            "soc": fingerprint["soc"], "abi": fingerprint["abi"], "android": fingerprint["android"],
                            "cores": fingerprint["cores_online"], "big_cores": ",".join(map(str, big_cores(fingerprint))),
                            "governor": fingerprint["governor"], "temperature_c": fingerprint["temperature_c"],
                            "note": "give ?benchmark=PATH to check the benchmark program"}
-    if target.benchmark is not None:
-        from hwnas.devices import get_device
-
-        session = AdbSession(get_device("litert"), Protocol(), AdbTarget(phone.url, phone.serial, target.benchmark,
-                                                                          target.adb))
-        session.close()
+    if session is not None:
         row.update(available=True, note=f"{session.program.name} runs there")
     return {"row": row, "fingerprint": fingerprint}

@@ -18,7 +18,7 @@ import torch
 
 from hwnas.devices import Device, get_device
 from hwnas.errors import TableError
-from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, batch_reference_ms, measure_batch
+from hwnas.timing.protocol import CalmWatch, Measurement, Protocol, Runner, batch_reference_ms, measure_batch
 from hwnas.space import BlockSpec, OpSpec
 from hwnas.tables import LookupTable
 
@@ -101,6 +101,7 @@ class Session(ABC):
     device: Device
     protocol: Protocol
     references: list[float]
+    watch: CalmWatch  # the run's budget for waiting out bursts, where the session times batches itself (`time_batch`)
 
     @abstractmethod
     def device_header(self) -> dict:
@@ -118,6 +119,18 @@ class Session(ABC):
     def steady_ms(self) -> float | None:
         """The fastest reference level of the run so far (None without drift correction or before a batch)."""
         return min(self.references) if self.protocol.drift_correction and self.references else None
+
+    def time_batch(self, runners: Mapping[Hashable, Runner], *, reference: Hashable | None, seed: int,
+                   steady_ms: float | None) -> dict[Hashable, Measurement]:
+        """Time prepared ``runners`` as one batch under the protocol (the end of `measure` for a session whose
+        runners it times itself): bursts judged against ``steady_ms`` (default: `steady_ms` where there is a
+        reference), and the batch's reference level appended to ``references``."""
+        steady = steady_ms if steady_ms is not None else self.steady_ms() if reference is not None else None
+        result = measure_batch(runners, self.protocol, reference=reference, seed=seed, steady_ms=steady,
+                               watch=self.watch if self.protocol.drift_correction else None)
+        if reference is not None:
+            self.references.append(batch_reference_ms(result, reference))
+        return result
 
     def reference_module(self, dtype: str) -> tuple[torch.nn.Module, torch.Tensor]:
         """The reference block and an example input, at the device's batch and ``dtype``."""
@@ -163,12 +176,7 @@ class MeasuringSession(Session):
         try:
             for key, (module, example) in modules.items():
                 runners[key] = self.device.prepare(module, example, self.protocol)
-            steady = steady_ms if steady_ms is not None else self.steady_ms() if reference is not None else None
-            result = measure_batch(runners, self.protocol, reference=reference, seed=seed, steady_ms=steady,
-                                   watch=self.watch if self.protocol.drift_correction else None)
+            return self.time_batch(runners, reference=reference, seed=seed, steady_ms=steady_ms)
         finally:
             for runner in runners.values():
                 runner.close()
-        if reference is not None:
-            self.references.append(batch_reference_ms(result, reference))
-        return result

@@ -16,7 +16,7 @@ import pytest
 from hwnas.devices import get_device
 from hwnas.devices.litert import LiteRtDevice
 from hwnas.errors import ConfigError, TargetError
-from hwnas.profiler.adb import parse_adb_target, parse_fingerprint
+from hwnas.profiler.adb import FINGERPRINT_SCRIPT, parse_adb_target, parse_fingerprint
 from hwnas.profiler.android import parse_benchmark_output
 from hwnas.profiler.build import profile_space
 from hwnas.profiler.targets import parse_target
@@ -183,8 +183,11 @@ def test_the_session_keeps_the_session_contract(tmp_path, monkeypatch):
 def test_devices_on_a_phone(built, monkeypatch):
     phone = built["phone"]
     monkeypatch.setenv("HWNAS_ADB", phone.fake.command())
+    before = len(phone.fake.calls())
     result = run("devices", "--on", phone.url(), "--format", "json")
     assert result.exit_code == 0, result.output
+    calls = phone.fake.calls()[before:]  # the phone opened (adb devices) and fingerprinted once
+    assert calls.count(["devices"]) == 1 and sum(FINGERPRINT_SCRIPT in call for call in calls) == 1, calls
     rows = json.loads(result.stdout[result.stdout.index("{"):])["rows"]
     assert rows[0]["model"] == "Pixel 7" and rows[0]["available"] is True and rows[0]["big_cores"] == "6,7"
     assert rows[0]["fingerprint.soc"] == "Tensor G2" and phone.leftovers() == []

@@ -251,7 +251,8 @@ def test_validate_reports_and_saves_calibration(tmp_path, cpu_table):
     assert data["fitted_on"] == 3 and data["tested_on"] == 3
     frame = pd.read_csv(details)
     assert len(frame) == 6 and sorted(frame["split"]) == ["fit"] * 3 + ["test"] * 3 and (frame["measured_ms"] > 0).all()
-    assert (frame["timed_ms"] > 0).all() and data["measured"].startswith("drift-corrected to the reference level")
+    assert (frame["timed_ms"] > 0).all() and data["measured"] == "drift-corrected"
+    assert data["reference_level_ms"] == json.loads(path.read_text().splitlines()[0])["reference_level_ms"] > 0
     fit, test = frame[frame["split"] == "fit"], frame[frame["split"] == "test"]
     scale, offset = np.polyfit(fit["table_ms"], fit["measured_ms"], 1)  # fitted on one half ...
     mac_scale, mac_offset = np.polyfit(fit["macs"].astype(float), fit["measured_ms"], 1)

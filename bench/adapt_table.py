@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--table", default=None, help="A measured table to adapt (default: a synthetic one).")
     parser.add_argument("--target", default=None, help="A second table of the same space whose predictions are the "
                                                        "truth (default: a synthetic distortion of the table).")
+    parser.add_argument("--also", action="append", default=[], metavar="TABLE",
+                        help="Another table of the space (e.g. a similar device's, imported) the adaptation also "
+                             "prices, as `table adapt --also` does (repeatable).")
     parser.add_argument("--counts", default="50,100,200")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--fresh", type=int, default=1000)
@@ -88,8 +91,10 @@ def main() -> None:
     table = (LookupTable.load(args.table) if args.table else
              synthetic_table(get_space(args.space, args.input, width=args.width), device="source"))
     space = table.space
+    also = [LookupTable.load(path) for path in args.also]
     synthetic = f"synthetic (ops ±{args.op_spread}, stages ±{args.stage_spread}, blocks ±{args.block_jitter})"
-    print(f"space {space.describe()['space']} ({space.profile.name}), table {args.table or 'synthetic'}, target "
+    print(f"space {space.describe()['space']} ({space.profile.name}), table {args.table or 'synthetic'}"
+          + (f" and {', '.join(args.also)}" if args.also else "") + ", target "
           f"{args.target or synthetic}, noise {100 * args.noise:.1f} %, {args.folds}-fold CV (leave-one-out below "
           f"{5 * args.folds} networks), {args.fresh} fresh networks", flush=True)
     header = (f"{'networks':>8}{'seed':>5}  {'predictor':<16}{'cv MAPE':>8}{'cv ±5%':>8}{'cv tau':>8}"
@@ -117,7 +122,8 @@ def main() -> None:
             frame = pd.DataFrame({"arch": [str(space.from_indices(i)) for i in pool[:count]],
                                   "latency_ms": pool_measured[:count]})
             start = time.perf_counter()
-            result = adapt_table(table, measurements_from_frame(frame, space), folds=args.folds, seed=seed)
+            result = adapt_table(table, measurements_from_frame(frame, space), folds=args.folds, seed=seed,
+                                 also=also)
             seconds = time.perf_counter() - start
             scale, offset = np.polyfit(raw_table.predict_indices(pool[:count]), pool_measured[:count], 1)
             plain = scale * raw_table.predict_indices(fresh_idx) + offset

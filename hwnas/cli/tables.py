@@ -174,14 +174,20 @@ def hw_nas_bench(source: Path, device: str, metrics: tuple[str, ...], input_name
               help="Cross-validation folds: for the held-out figures and to choose the ridge strengths; with "
                    "fewer than 5 networks per fold, leave-one-out.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the fold assignment.")
+@click.option("--also", "also_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="TABLE", help="Another table of the same space, input and width, e.g. a similar device's "
+                                    "published one (`table import`): each block's latency there is priced too "
+                                    "(repeatable).")
 @format_option
-def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: str) -> None:
+def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_paths: tuple[Path, ...],
+          fmt: str) -> None:
     """Adapt a table to a target where only whole networks can be timed, from MEASURED (CSV: arch, latency_ms).
 
     Fits latency = intercept + sum of coefficient * table latency over the blocks, a block's coefficient
     shrunk (ridge, strengths chosen by cross-validation) towards its op and stage group's, the group's
     towards its op's and stage's effects, and those towards one common scale, so few measurements move the
-    table gently; the fit is constrained so that no coefficient is below 0.01, so no block latency is negative
+    table gently, plus a price per dense and per depthwise MAC and, with --also, per millisecond of each
+    other table's block latency; the fit is constrained so that no coefficient is below 0.01, so no block latency is negative
     (or 0) and no prediction below 0. Needs
     10 distinct networks; with fewer than 5 per fold the cross-validation is leave-one-out. Prints the
     cross-validated errors beside plain scale + offset and writes a table whose blocks carry the
@@ -192,10 +198,11 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: 
     from hwnas.outputs import check_output_file
     from hwnas.tables.adapt import adapt_table, check_output, read_measurements
 
-    check_output(output, path, measured)
+    check_output(output, path, measured, *also_paths)
     check_output_file(output, "the adapted table")
     source = LookupTable.load(path)
-    result = adapt_table(source, read_measurements(measured, source.space), folds=folds, seed=seed)
+    also = [LookupTable.load(other) for other in also_paths]
+    result = adapt_table(source, read_measurements(measured, source.space), folds=folds, seed=seed, also=also)
     output.parent.mkdir(parents=True, exist_ok=True)
     result.table.save(output)
     info = result.info
@@ -207,11 +214,18 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, fmt: 
              "coefficients": f"{min(coefficients):.3f}..{max(coefficients):.3f} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
+             **({"also": ", ".join(f"{o['device']} ({p}) at {o['price']:.3g} ms per ms" for o, p in
+                                   zip(info["model"]["also"], also_paths))} if also_paths else {}),
              "offset_ms": round(result.table.calibration.offset_ms, 4),
              "held_out": f"{result.scheme} cross-validation ({result.folds} folds)" + (
                  f", fewer than 5 networks per fold for --folds {folds}" if result.folds != folds else "")}
-    if fmt == "json":
-        extra.update(output=str(output), adapted=info)
+    if fmt == "json":  # the same figures as numbers
+        extra.update(measured=str(measured), networks=info["measurements"]["networks"],
+                     measured_rows=info["measurements"]["rows"], groups=len(groups), blocks=len(coefficients),
+                     coefficients={"min": min(coefficients), "max": max(coefficients),
+                                   "at_floor": info["model"]["at_floor"], "floor": info["model"]["floor"]},
+                     ridge=dict(result.ridge), held_out={"scheme": result.scheme, "folds": result.folds},
+                     output=str(output), adapted=info, **({"also": info["model"]["also"]} if also_paths else {}))
     click.echo(render(result.rows(), fmt, extra=extra))
     click.echo(f"wrote {output}: {path} adapted to {info['measurements']['networks']} measured networks; held-out "
                f"({result.scheme}) Kendall tau {result.adapted.kendall_tau:.3f} (scale + offset "

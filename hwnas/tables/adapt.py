@@ -23,6 +23,12 @@ the source's is not) and every network's prediction is finite and positive. Stem
 every network: they are in the intercept (the table scales them by ``s``, the rest is its offset, which may
 be negative).
 
+Other tables (``also``: e.g. a published table of a similar device, `hwnas table import`) add a term each:
+``q_j * table_j latency`` of every block, with one price ``q_j >= 0`` per table, not shrunk. A related
+device's table carries what the host's MACs and ops do not (on HW-NAS-Bench's Pixel 3, the Raspberry Pi 4's
+table beside the host's raised the least-squares fit from 20 networks from Kendall tau 0.92 to 0.94;
+`bench/adapt_ceiling.py`); a price of 0 says that table explains nothing the others do not.
+
 Held-out figures are nested: every fold is predicted by a constrained model whose ridge strengths were
 chosen, and whose coefficients were fitted, on the other folds only; plain ``scale * table sum + offset``
 (what `hwnas validate` fits) is fitted on the same folds. The adapted table is the source table with each block
@@ -36,6 +42,7 @@ import copy
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -242,23 +249,43 @@ class Adaptation:
                 for name, e in (("table (scale + offset)", self.baseline), (f"adapted ({MODEL})", self.adapted))]
 
 
-def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 5, seed: int = 0) -> Adaptation:
-    """Fit the ``ridge-op-stage-block`` model of ``table`` to ``measurements``; see the module docstring. With
-    fewer than MIN_PER_FOLD * ``folds`` networks the held-out figures are leave-one-out; fewer than MIN_NETWORKS
-    is a DataError."""
+def other_latency(blocks: Blocks, table: LookupTable, other: LookupTable) -> np.ndarray:
+    """Per searchable block of ``table`` (``blocks``), its latency (ms) in ``other``, a table of the same space,
+    input and width (`LookupTable.check_built_for`; a TableError names what differs or the first block missing)."""
+    space, batch, dtype = table.space, other.header["batch"], other.header["dtype"]
+    other.check_built_for(space)
+    out = np.zeros(len(blocks.keys))
+    index = {key: k for k, key in enumerate(blocks.keys)}
+    for layer in space.layers:
+        for op in layer.op_names:
+            block = layer.block(op, table.header["batch"], table.header["dtype"])
+            out[index[block.key]] = other.records[block.with_(batch=batch, dtype=dtype).key].latency_ms
+    return out
+
+
+def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 5, seed: int = 0,
+                also: Sequence[LookupTable] = ()) -> Adaptation:
+    """Fit the ``ridge-op-stage-block`` model of ``table`` (and the other tables ``also``) to ``measurements``;
+    see the module docstring. With fewer than MIN_PER_FOLD * ``folds`` networks the held-out figures are
+    leave-one-out; fewer than MIN_NETWORKS is a DataError."""
     n = len(measurements.archs)
     used = fold_count(n, folds, measurements.source)
     blocks = Blocks.of(table)
+    others = np.zeros((len(blocks.keys), len(also)))  # (keys, tables): each block's latency in each other table
+    for j, other in enumerate(also):
+        others[:, j] = other_latency(blocks, table, other)
     indices = np.array([table.space.indices(a) for a in measurements.archs])
     features = blocks.features(indices)
     m, levels = blocks.mapping()
-    g = constraints(m, extra=2)
+    g = constraints(m, extra=2 + len(also))
     raw = table.latency_matrix()[0] + features.sum(axis=1)  # raw block sums: a stored calibration is ignored
-    macs = blocks.counts(indices) @ blocks.macs  # (n, 2) dense and depthwise MACs of the searchable blocks
-    # MACs in units whose mean over the networks is their mean raw sum: a price of 1 would explain it all
-    unit = np.where(macs.mean(axis=0) > 0, raw.mean() / np.maximum(macs.mean(axis=0), 1e-300), 0.0)
-    x = np.column_stack([np.ones(n), features @ m, macs * unit])
-    all_levels = np.r_[levels, [-1, -1]]  # the MAC prices, like the scale, are not shrunk
+    counts = blocks.counts(indices)
+    # (n, 2 + len(also)): dense and depthwise MACs of the searchable blocks, and their latency in each other table
+    priced_by = np.column_stack([counts @ blocks.macs, counts @ others])
+    # in units whose mean over the networks is their mean raw sum: a price of 1 would explain it all
+    unit = np.where(priced_by.mean(axis=0) > 0, raw.mean() / np.maximum(priced_by.mean(axis=0), 1e-300), 0.0)
+    x = np.column_stack([np.ones(n), features @ m, priced_by * unit])
+    all_levels = np.r_[levels, [-1] * (2 + len(also))]  # the prices, like the scale, are not shrunk
     y = measurements.latency_ms
     rng = np.random.default_rng(seed)
     with one_blas_thread():
@@ -270,7 +297,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
         train = np.setdiff1d(np.arange(n), test)
         scale, offset = np.polyfit(raw[train], y[train], 1)
         baseline_cv[test] = scale * raw[test] + offset
-    theta, prices = beta[1:1 + m.shape[1]], np.maximum(beta[1 + m.shape[1]:], 0.0) * unit  # prices: ms per MAC
+    theta, prices = beta[1:1 + m.shape[1]], np.maximum(beta[1 + m.shape[1]:], 0.0) * unit  # ms per MAC, ms per ms
     coefficients = m @ theta
     slack = g[0] @ beta - g[1]
     if not np.all(np.isfinite(beta)) or slack.min() < -1e-9 * max(1.0, float(np.abs(beta).max())):
@@ -279,7 +306,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     # the constrained optimum meets its bounds up to rounding (~1e-16): those are the bounds
     coefficients, scale = np.maximum(coefficients, FLOOR), max(float(theta[0]), FLOOR)
     intercept = max(float(beta[0]), 0.0)
-    adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices, scale, intercept, n)
+    adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices[:2], others @ prices[2:], scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
                         dict(zip(LEVELS, ridge)), used, scheme(used, n))
     group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
@@ -300,12 +327,16 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                                             "op x stage + block effect) * table latency + dense_ms_per_mmac * dense "
                                             "MMACs + depthwise_ms_per_mmac * depthwise MMACs; stem and head, the same "
                                             "in every network, are in the intercept (the table scales them by scale, "
-                                            "the rest is its calibration offset)",
+                                            "the rest is its calibration offset)" + (
+                                                " + sum over the other tables of their price * their block "
+                                                "latency" if also else ""),
                   "dense_ms_per_mmac": float(prices[0] * 1e6), "depthwise_ms_per_mmac": float(prices[1] * 1e6),
+                  "also": [{"path": str(Path(o.path).resolve()) if o.path else None, "digest": o.digest(),
+                            "device": o.device_name, "price": float(price)} for o, price in zip(also, prices[2:])],
                   "stage": "output channels and output resolution of a block",
                   "fit": "ridge on relative errors, one strength per level, chosen by cross-validation (k-fold, "
                          f"leave-one-out below {MIN_PER_FOLD} networks per fold), constrained so that every block "
-                         f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept and the MAC prices "
+                         f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept and the prices "
                          f">= 0",
                   "scale": scale, "intercept_ms": intercept, "ridge": result.ridge, "ridge_grid": list(RIDGE_GRID),
                   "folds": used, "folds_asked": folds, "scheme": result.scheme, "seed": seed,
@@ -322,23 +353,29 @@ def _known(figures: dict) -> dict:
     return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in figures.items()}
 
 
-def _scaled(record: Record, c: float, priced_ms: float = 0.0) -> Record:
-    """``record`` at ``c`` times its latency plus ``priced_ms`` (its MACs' price; its IQR only scaled)."""
-    extra = {k: (v * c + priced_ms if k in ("median_ms", "raw_ms") and isinstance(v, (int, float)) else v)
+def _scaled(record: Record, c: float, macs_ms: float = 0.0, also_ms: float | None = None) -> Record:
+    """``record`` at ``c`` times its latency plus ``macs_ms`` (its MACs' price) and ``also_ms`` (the priced
+    latency of the other tables; None without them); its IQR only scaled."""
+    added = macs_ms + (also_ms or 0.0)
+    extra = {k: (v * c + added if k in ("median_ms", "raw_ms") and isinstance(v, (int, float)) else v)
              for k, v in record.extra.items()}
     extra["source_ms"] = record.latency_ms
     extra["coefficient"] = round(c, 6)
-    extra["macs_ms"] = priced_ms
-    return replace(record, latency_ms=record.latency_ms * c + priced_ms, iqr_ms=record.iqr_ms * c, extra=extra)
+    extra["macs_ms"] = macs_ms
+    if also_ms is not None:
+        extra["also_ms"] = also_ms
+    return replace(record, latency_ms=record.latency_ms * c + added, iqr_ms=record.iqr_ms * c, extra=extra)
 
 
-def _adapted(table: LookupTable, blocks: Blocks, coefficients: np.ndarray, priced: np.ndarray, scale: float,
-             intercept: float, fitted_on: int) -> LookupTable:
-    """Every block times its coefficient plus the price of its MACs (``priced``, ms; stem, head and any block
-    outside the space: the common scale), and the offset that makes the table's calibrated sum equal the model:
-    intercept minus the scaled stem and head."""
+def _adapted(table: LookupTable, blocks: Blocks, coefficients: np.ndarray, macs_ms: np.ndarray,
+             also_ms: np.ndarray, scale: float, intercept: float, fitted_on: int) -> LookupTable:
+    """Every block times its coefficient plus the price of its MACs (``macs_ms``) and of its latency in the other
+    tables (``also_ms``, ms; stem, head and any block outside the space: the common scale), and the offset that
+    makes the table's calibrated sum equal the model: intercept minus the scaled stem and head."""
     index = {key: k for k, key in enumerate(blocks.keys)}
-    records = [_scaled(r, float(coefficients[index[key]]), float(priced[index[key]])) if key in index else
+    with_also = also_ms.size > 0
+    records = [_scaled(r, float(coefficients[index[key]]), float(macs_ms[index[key]]),
+                       float(also_ms[index[key]]) if with_also else None) if key in index else
                _scaled(r, scale) for key, r in table.records.items()]
     header = copy.deepcopy(table.header)
     adapted = LookupTable(header, records)

@@ -481,3 +481,51 @@ def test_dense_and_depthwise_macs_add_up_to_a_blocks_macs(space_name):
         dense, depthwise = conv_macs(block)
         assert dense + depthwise == block_cost(block).macs and min(dense, depthwise) >= 0
     assert any(conv_macs(b)[1] > 0 for b in space.all_blocks())
+
+
+# ----- other tables priced beside the host's (--also) ---------------------------------------------------------
+def test_a_similar_devices_table_is_priced_and_learnt_from_10_networks(tmp_path):
+    """A target that runs blocks partly as the host does and partly as another device (whose table ranks blocks
+    differently): with that device's table beside, 10 networks find its price, and the adapted table ranks other
+    networks better than without it."""
+    host = synthetic_table(SPACE, device="host", path=tmp_path / "host.jsonl")
+    other = synthetic_table(SPACE, device="phone", path=tmp_path / "phone.jsonl", jitter=0.6)
+
+    def truth(indices):
+        return 0.3 * host.predict_indices(indices) + 0.9 * other.predict_indices(indices)
+
+    measured = random_indices(10, seed=7)
+    frame = pd.DataFrame({"arch": [str(SPACE.from_indices(i)) for i in measured], "latency_ms": truth(measured)})
+    alone = adapt_table(host, measurements_from_frame(frame, SPACE))
+    both = adapt_table(host, measurements_from_frame(frame, SPACE), also=[other])
+    (priced,) = both.info["model"]["also"]
+    assert priced["device"] == "phone" and priced["digest"] == other.digest()
+    assert priced["price"] == pytest.approx(0.9, rel=0.15)
+    assert alone.info["model"]["also"] == [] and "also_ms" not in next(iter(alone.table.records.values())).extra
+    fresh = random_indices(300, seed=8)
+    with_other = Errors.of(both.table.predict_indices(fresh), truth(fresh))
+    without = Errors.of(alone.table.predict_indices(fresh), truth(fresh))
+    assert with_other.kendall_tau > max(0.95, without.kendall_tau + 0.05), (with_other, without)
+    block = next(r for r in both.table.records.values() if "also_ms" in r.extra)
+    assert block.latency_ms == pytest.approx(block.extra["source_ms"] * block.extra["coefficient"]
+                                             + block.extra["macs_ms"] + block.extra["also_ms"], rel=1e-6)
+
+
+def test_also_on_the_command_line_and_its_bad_input(tmp_path):
+    host_path, measured, _, _ = small_target(tmp_path, 12)
+    synthetic_table(SMALL, device="phone", path=tmp_path / "phone.jsonl")
+    out = tmp_path / "out.jsonl"
+    result = run("table", "adapt", host_path, measured, "--also", tmp_path / "phone.jsonl", "-o", out,
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    assert [o["device"] for o in summary["also"]] == ["phone"] and summary["also"][0]["price"] >= 0
+    recorded = LookupTable.load(out).header["adapted"]["model"]["also"][0]
+    assert recorded["path"] == str((tmp_path / "phone.jsonl").resolve())
+    assert_loads_everywhere(out, host_path)
+    synthetic_table(SPACE, device="fbnet", path=tmp_path / "fbnet.jsonl")
+    one_line_error(run("table", "adapt", host_path, measured, "--also", tmp_path / "fbnet.jsonl", "-o",
+                       tmp_path / "x.jsonl"), "was built for space 'fbnet', but space 'spos' was asked for")
+    one_line_error(run("table", "adapt", host_path, measured, "--also", tmp_path / "phone.jsonl", "-o",
+                       tmp_path / "phone.jsonl"), "is the input")
+    assert not (tmp_path / "x.jsonl").exists()

@@ -2,9 +2,13 @@
 
 Profiles a space twice on each device (two fresh tables) and prints, side by side: build time of each run,
 median and 95th percentile IQR/median of the entries, and the median absolute difference between the two
-runs' entries, drift-corrected (the tables' latencies) and uncorrected (their raw times).
+runs' entries, drift-corrected (the tables' latencies) and uncorrected (their raw times). The space is given as
+``hwnas profile`` takes it: ``--space``, ``--input``, ``--width`` (width multiplier) and ``--resolution`` (input
+size, default the input profile's).
 
     python bench/profile_tables.py --space fbnet --input cifar10 --devices cpu,ort-mobile --out /tmp/hwnas-bench
+    python bench/profile_tables.py --space fbnet --input fashion-mnist --width 0.25 --resolution 16 \
+        --devices ort-mobile,litert --out /tmp/hwnas-bench
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="fbnet")
     parser.add_argument("--input", default="cifar10")
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the space")
+    parser.add_argument("--resolution", type=int, default=None, help="input size (default: the input profile's)")
     parser.add_argument("--devices", default="cpu,ort-mobile")
     parser.add_argument("--out", type=Path, default=Path("/tmp/hwnas-bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    space = get_space(args.space, args.input)
+    space = get_space(args.space, args.input, width=args.width, resolution=args.resolution)
+    setting = f"{args.space}-{args.input}-w{args.width:g}-r{space.profile.resolution}"
     rows = []
     for name in args.devices.split(","):
         tables, seconds = [], []
         for run in (1, 2):
-            path = args.out / f"{args.space}-{args.input}-{name}-run{run}.jsonl"
+            path = args.out / f"{setting}-{name}-run{run}.jsonl"
             path.unlink(missing_ok=True)
             start = time.perf_counter()
             tables.append(profile_space(space, get_device(name), path, seed=run))
@@ -47,7 +54,7 @@ def main() -> None:
         rows.append((name, len(keys), seconds[0], seconds[1], 100 * np.median(rel), 100 * np.percentile(rel, 95),
                      100 * np.median(np.abs(b - a) / a), 100 * np.percentile(np.abs(b - a) / a, 95),
                      100 * np.median(np.abs(raw_b - raw_a) / raw_a)))
-    print(f"space {args.space} / {args.input}")
+    print(f"space {args.space} / {args.input}, width {args.width:g}, resolution {space.profile.resolution}")
     print(f"{'device':<12}{'blocks':>7}{'build s (1)':>13}{'build s (2)':>13}{'IQR/med p50':>13}"
           f"{'IQR/med p95':>13}{'run diff p50':>14}{'run diff p95':>14}{'uncorrected p50':>17}")
     for name, n, s1, s2, r50, r95, d50, d95, u50 in rows:

@@ -48,11 +48,19 @@ def show(path: Path, sort: str, fmt: str) -> None:
             extra.pop(name)
         extra["imported"] = source
         extra["metrics"] = ", ".join(f"{m} ({v['unit']})" for m, v in t.header["imported"].get("metrics", {}).items())
+    adapted = t.header.get("adapted")
+    if adapted:  # the device is the source table's: say what it was adapted to
+        model = adapted["model"]
+        extra["adapted"] = (f"from {adapted['measurements']['networks']} networks measured on the target "
+                            f"({adapted['measurements']['path']}), {model['name']}" + "".join(
+                                f"; also {o['device']} at {o['price']:.3g} ms per ms" for o in model.get("also", [])))
     if t.has_energy:
         for row, r in zip(rows, t.records.values()):
             row["energy_mj"] = round(r.extra[ENERGY], 6)
     if fmt == "json":
         extra["header"] = t.header
+        if adapted:
+            extra["adapted"] = adapted
     click.echo(render(rows, fmt, extra=extra))
 
 

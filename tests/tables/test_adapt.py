@@ -523,6 +523,9 @@ def test_also_on_the_command_line_and_its_bad_input(tmp_path):
     recorded = LookupTable.load(out).header["adapted"]["model"]["also"][0]
     assert recorded["path"] == str((tmp_path / "phone.jsonl").resolve())
     assert_loads_everywhere(out, host_path)
+    shown = run("table", "show", out)
+    assert (f"adapted: from 12 networks measured on the target ({measured.resolve()}), ridge-op-stage-block-macs; "
+            f"also phone at ") in shown.output
     synthetic_table(SPACE, device="fbnet", path=tmp_path / "fbnet.jsonl")
     one_line_error(run("table", "adapt", host_path, measured, "--also", tmp_path / "fbnet.jsonl", "-o",
                        tmp_path / "x.jsonl"), "was built for space 'fbnet', but space 'spos' was asked for")

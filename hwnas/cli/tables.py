@@ -219,7 +219,7 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
     extra = {"table": str(path), "measured": f"{measured} ({info['measurements']['networks']} networks, "
                                              f"{info['measurements']['rows']} rows)",
              "model": info["model"]["name"], "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
-             "coefficients": f"{min(coefficients):.3f}..{max(coefficients):.3f} ({info['model']['at_floor']} at the "
+             "coefficients": f"{min(coefficients):.4g}..{max(coefficients):.4g} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
              **({"also": ", ".join(f"{o['device']} ({p}) at {o['price']:.3g} ms per ms" for o, p in

@@ -27,7 +27,9 @@ embedded subset) to 6 000 (the full set) for the final choice, whose standard er
 from __future__ import annotations
 
 import logging
+import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from hwnas.timing.protocol import Protocol
 from hwnas.profiler.validate import measure_archs
 from hwnas.progress import ProgressCallback
 from hwnas.judge.fit import FEWEST, fit_predictor
+from hwnas.outputs import check_output_dir, check_writable_dir
 from hwnas.search import STRATEGIES, load_search, run_sweep
 from hwnas.search.predictor import PredictorEvaluator
 from hwnas.search.runner import Rescore
@@ -116,8 +119,8 @@ class _Plan:
 def check(out: Path, settings: DemoSettings) -> _Plan:
     """Refuse bad settings, an unusable output directory or missing data before the first step's work; say
     which data the demo trains on."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"the demo's output must be a directory, but {out} is a file")
+    check_output_dir(out, "the demo's output", "demo")  # a directory, not another command's results
+    check_writable_dir(out, "the demo's output")
     STRATEGIES.create("evolution", population=settings.population, generations=settings.generations,
                   parents=min(settings.parents, settings.population))
     Rescore(_NoEvaluator(), settings.rescore)
@@ -134,19 +137,24 @@ def check(out: Path, settings: DemoSettings) -> _Plan:
                        resolution=settings.resolution)
     space = get_space(settings.space, "fashion-mnist", width=settings.width, resolution=settings.resolution)
     device = get_device(settings.device)
+    _check_writable(out)
     loaders = build_loaders(config.dataset, **config.loader_options())
+    out.mkdir(parents=True, exist_ok=True)
     training_images = len(loaders.train_indices) + len(loaders.val_indices)
     log.info("data: %s, %d training images (%d held out for validation) and %d test images",
              loaders.dataset, training_images, len(loaders.val_indices), len(loaders.test.dataset))
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".hwnas-write-test"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"the demo's output directory must be writable, but {out} is not ({exc})") from None
     # train on the data found now, whatever is installed later
     return _Plan(RunConfig(**{**config.to_dict(), "dataset": loaders.dataset}), space, device, loaders)
+
+
+def _check_writable(out: Path) -> None:
+    """Create (and remove) a directory where ``out`` or its nearest existing parent is: a file system that
+    refuses it is told in one line before any work, and nothing is left behind."""
+    where = next((p for p in (out, *out.parents) if p.is_dir()), Path("."))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hwnas-write-test-", dir=where))
+    except OSError as exc:
+        raise ConfigError(f"the demo's output directory must be writable, but {out} is not ({exc})") from None
 
 
 def run_demo(out: str | Path, settings: DemoSettings, on_progress: ProgressCallback | None = None) -> DemoResult:

@@ -99,6 +99,42 @@ def check_output_dir(path: str | os.PathLike, what: str, kind: str | None = None
     return path
 
 
+def check_writable_dir(path: Path, what: str) -> None:
+    """An existing directory ``path`` this process can create files in (`check_output_dir` checks the nearest
+    existing parent of a new one)."""
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} must be a directory this process can write to, but {path} is not writable "
+                          f"(read-only file system or permissions)")
+
+
+def check_apart(path: str | os.PathLike, inputs, what: str, inside: bool = True) -> None:
+    """Refuse an output ``path`` that is one of ``inputs`` (the files and directories a command reads; None
+    skipped) or (with ``inside``) lies inside one of them: writing it would replace or mix with what is read."""
+    target = Path(path).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or (inside and source in target.parents):
+            raise ConfigError(f"{what} must be apart from the command's inputs, but {path} is "
+                              f"{'' if target == source else 'inside '}{given}, which it reads; choose another path")
+
+
+def check_kind_file(path: Path, kind: str, what: str) -> None:
+    """An existing output file ``path`` is replaced only where it is a file of ``kind`` (a JSON object's
+    ``"kind"``, read from its start): never another command's file given by mistake."""
+    if not path.is_file():
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            head = file.read(4096)
+    except (OSError, UnicodeDecodeError):
+        head = ""
+    if not head.lstrip().startswith("{") or f'"kind": "{kind}"' not in head.replace('":"', '": "'):
+        raise ConfigError(f"{what} must be a new path or a {kind} file, but {path} exists and is not a {kind} file, "
+                          f"so it is not replaced; choose another path")
+
+
 class OutputLock:
     """An exclusive lock on the output whose lock file is ``lock_path``, held from `acquire` (or entering a
     ``with`` block) to `release`; ``what`` names the output in the error a second writer gets."""

@@ -189,6 +189,16 @@ def test_search_and_export_with_a_trained_supernet(tables, run_dir, tmp_path):
     result = run("export", tmp_path / "s", "--supernet", run_dir, "--no-onnx", "-o", tmp_path / "model")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "model" / "model.json").read_text())["weights"] == "supernet"
+    # an export never goes into a training run or the search it exports; a previous export is replaced
+    before = {p: sorted(x.name for x in p.iterdir()) for p in (run_dir, tmp_path / "s")}
+    one_line_error(run("export", tmp_path / "s", "--supernet", run_dir, "--no-onnx", "-o", run_dir),
+                   f"the export directory must be a folder of its own, but {run_dir} holds a training run")
+    one_line_error(run("export", tmp_path / "s", "--supernet", run_dir, "--no-onnx", "-o", tmp_path / "s"),
+                   f"{tmp_path / 's'} holds a search")
+    one_line_error(run("export", tmp_path / "s" / "best.json", "--no-onnx", "-o", tmp_path / "s"), "holds a search")
+    assert before == {p: sorted(x.name for x in p.iterdir()) for p in before}
+    again = run("export", tmp_path / "s", "--supernet", run_dir, "--no-onnx", "-o", tmp_path / "model")
+    assert again.exit_code == 0, again.output
 
 
 @pytest.mark.parametrize("command", ["search", "export"])

@@ -103,6 +103,29 @@ def test_demo_refuses_an_output_that_is_a_file(tmp_path):
     assert (tmp_path / "demo").read_text() == "not a directory"
 
 
+def test_demo_refuses_a_training_run_or_an_unwritable_output_before_any_work(tmp_path, monkeypatch):
+    from cli_helpers import one_line_error
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("checkpoint.pt", "log.csv"):
+        (run_dir / name).write_text("")
+    one_line_error(CliRunner().invoke(cli, ["demo", "-o", str(run_dir), *TINY]),
+                   f"the demo's output must be a folder of its own, but {run_dir} holds a training run")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "log.csv"]
+    real = demo.tempfile.mkdtemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and tmp_path in (dir, *dir.parents):
+            raise OSError(30, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(demo.tempfile, "mkdtemp", read_only)
+    one_line_error(CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "new" / "demo"), *TINY]),
+                   "the demo's output directory must be writable, but")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_the_summary_says_when_targets_share_their_best():
     from hwnas.demo import shared_best_notes
 

@@ -291,11 +291,13 @@ def export(source, space_name, profile_name, width, run_dir, seed, onnx, output,
     """
     from hwnas.errors import ConfigError, quoted
     from hwnas.export import arch_from_search, export_architecture
-    from hwnas.outputs import check_output_dir
+    from hwnas.outputs import check_apart, check_output_dir
     from hwnas.space import resolve_arch
 
-    check_output_dir(output, "the export directory")
+    check_output_dir(output, "the export directory", "export")  # not another command's results
     path = Path(source)
+    read = path.parent if path.name == "best.json" else path
+    check_apart(output, [read if read.exists() else None, run_dir], "the export directory", inside=False)
     if path.is_dir() or path.name == "best.json":
         space, arch, figures = arch_from_search(path)
         if space_name is not None and space_name != space.name:

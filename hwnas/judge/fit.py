@@ -30,10 +30,11 @@ from hwnas.judge.agreement import Comparison, compare
 from hwnas.judge.selection import random_sample
 from hwnas.judge.sources import standalone_results
 from hwnas.judge.standalone import job
-from hwnas.outputs import check_output_file, file_lock
+from hwnas.outputs import check_apart, check_kind_file, check_output_file, file_lock
 from hwnas.progress import ProgressCallback, report
 from hwnas.readers import read_json_lines
 from hwnas.search.predictor import CALIBRATION_WEIGHT, Predictor
+from hwnas.search.predictor_file import KIND
 from hwnas.search.ridge import out_of_fold
 from hwnas.space import Architecture
 from hwnas.supernet.evaluator import SupernetEvaluator
@@ -139,6 +140,8 @@ def fit_predictor(evaluator: SupernetEvaluator, data: dict[str, Any], output: st
     if folds < 2:
         raise ConfigError(f"held-out figures need at least 2 folds, but got folds={folds}")
     output = check_output_file(output, "a predictor file")
+    check_apart(output, [evaluator.describe().get("run_dir"), *standalone], "a predictor file")
+    check_kind_file(output, KIND, "a predictor file")
     if table is not None:
         table.check_built_for(space)
     trained = standalone_results(space, [Path(s) for s in standalone], data) if standalone else None

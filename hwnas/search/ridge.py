@@ -20,6 +20,9 @@ from hwnas.errors import ConfigError
 
 #: penalties tried, relative to the number of samples (the features are standardised)
 GRID = np.logspace(-4, 3, 36)
+#: the largest magnitude a saved fit's numbers may have: no fit on standardised features and log sizes comes
+#: near it, and larger ones (an edited file) overflow to inf and nan in a prediction
+LARGEST = 1e12
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,21 @@ class RidgeFit:
             value = np.asarray(data.get(name), dtype=float) if isinstance(data.get(name), list) else None
             if value is None or value.shape != (columns,) or not np.isfinite(value).all():
                 raise ConfigError(f"{where} must hold {name!r} as {columns} finite numbers, but does not")
+            if (np.abs(value) > LARGEST).any():
+                raise ConfigError(f"{where} must hold {name!r} as numbers of magnitude at most {LARGEST:g}, but has "
+                                  f"{value[np.abs(value) > LARGEST][0]:g}")
             arrays[name] = value
-        if not (arrays["scale"] > 0).all():
-            raise ConfigError(f"{where} must hold positive scales, but does not")
+        if not (arrays["scale"] >= 1 / LARGEST).all():
+            raise ConfigError(f"{where} must hold scales of at least {1 / LARGEST:g}, but has "
+                              f"{arrays['scale'][arrays['scale'] < 1 / LARGEST][0]:g}")
         numbers = {}
         for name in ("intercept", "penalty", "loo_rmse"):
             value = data.get(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise ConfigError(f"{where} must hold {name!r} as a finite number, but has {value!r}")
+            if abs(value) > LARGEST:
+                raise ConfigError(f"{where} must hold {name!r} as a number of magnitude at most {LARGEST:g}, but has "
+                                  f"{value:g}")
             numbers[name] = float(value)
         return cls(arrays["mean"], arrays["scale"], arrays["coef"], **numbers)
 

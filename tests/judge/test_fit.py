@@ -171,3 +171,23 @@ def test_torchrun_two_processes_score_as_one(work, tmp_path):
     scores = [[json.loads(line) for line in (tmp_path / f"{n}.json.scores.jsonl").read_text().splitlines()[1:]]
               for n in ("one", "two")]
     assert scores[0] == scores[1] and a.stage1.coef.tolist() == pytest.approx(b.stage1.coef.tolist())
+
+
+def test_fit_refuses_to_replace_a_file_that_is_not_a_predictor_or_an_input(work, tmp_path):
+    folder, supernet, table = work
+    config = (supernet / "config.json").read_bytes()
+    refused = run("predictor", "fit", "--supernet", supernet, "--samples", 24, *FIT, "-o", supernet / "config.json")
+    one_line_error(refused, f"is inside {supernet}, which it reads")
+    assert (supernet / "config.json").read_bytes() == config and not (supernet / "config.json.scores.jsonl").exists()
+    inside = run("predictor", "fit", "--supernet", supernet, "--samples", 24, *FIT, "-o", supernet / "p.json")
+    one_line_error(inside, f"is inside {supernet}, which it reads")
+    assert not (supernet / "p.json").exists()
+    kept = table.path.read_bytes()
+    one_line_error(run("predictor", "fit", "--supernet", supernet, "--samples", 24, "--table", table.path, *FIT,
+                       "-o", table.path),
+                   "a predictor file must be apart from the command's inputs")
+    lookup = tmp_path / "t.jsonl"
+    lookup.write_bytes(kept)
+    one_line_error(run("predictor", "fit", "--supernet", supernet, "--samples", 24, *FIT, "-o", lookup),
+                   f"{lookup} exists and is not a hwnas-predictor file, so it is not replaced")
+    assert lookup.read_bytes() == kept == table.path.read_bytes()

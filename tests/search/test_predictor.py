@@ -101,6 +101,12 @@ def test_a_predictor_refuses_another_space(tmp_path):
     (lambda d: {**d, "stage1": {**d["stage1"], "coef": d["stage1"]["coef"][:-1]}}, "stage1 must hold 'coef' as"),
     (lambda d: {**d, "op_names": d["op_names"][:-1]}, "op_costs.macs must hold one non-negative number per op"),
     (lambda d: {**d, "target": "standalone"}, "must say its target (supernet)"),
+    (lambda d: {**d, "stage1": {**d["stage1"], "coef": [1e308] * len(d["stage1"]["coef"])}},
+     "stage1 must hold 'coef' as numbers of magnitude at most 1e+12, but has 1e+308"),
+    (lambda d: {**d, "stage1": {**d["stage1"], "intercept": -1e300}},
+     "stage1 must hold 'intercept' as a number of magnitude at most 1e+12"),
+    (lambda d: {**d, "stage1": {**d["stage1"], "scale": [1e-300] * len(d["stage1"]["scale"])}},
+     "stage1 must hold scales of at least 1e-12"),
 ])
 def test_a_bad_predictor_file_is_one_line(tmp_path, change, message):
     space = get_space("spos", "cifar10", width=0.25)
@@ -111,6 +117,19 @@ def test_a_bad_predictor_file_is_one_line(tmp_path, change, message):
     with pytest.raises(ConfigError) as error:
         Predictor.load(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_predictor_show_refuses_absurd_coefficients(tmp_path):
+    from cli_helpers import one_line_error, run
+
+    space = get_space("spos", "cifar10", width=0.25)
+    archs, scores = _scored(space, 20)
+    path = tmp_path / "p.json"
+    Predictor.fit(space, list(zip(archs, scores))).save(path)
+    data = json.loads(path.read_text())
+    data["stage1"]["coef"] = [1e308] * len(data["stage1"]["coef"])
+    path.write_text(json.dumps(data))
+    one_line_error(run("predictor", "show", path), "must hold 'coef' as numbers of magnitude at most 1e+12")
 
 
 def test_a_non_json_predictor_file_is_one_line(tmp_path):

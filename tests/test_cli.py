@@ -63,6 +63,8 @@ def test_arch_from_json_file(tmp_path):
      "layer 20 of space 'spos' allows ops shuffle_k3, shuffle_k5, shuffle_k7, xception, but got 'k3_e6'"),
     (("arch", "spos", "SPOS", "--width", "0"), "Invalid value for '--width': must be a finite number > 0 and <= 16, "
                                                "but got '0'"),
+    (("arch", "spos", "SPOS", "--input", "cifar10", "--width", "0.01"),
+     "--width 0.01 is too small for space 'spos' (block shuffle(k=3) 8>8 s2 32x32"),
     (("spaces", "--input", "svhn"), "unknown input profile 'svhn'"),
     # click's own usage errors are one line too, without the usage text
     (("profile", "--space", "fbnet", "--statistic", "avg", "-o", "x.jsonl"),

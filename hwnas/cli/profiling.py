@@ -161,7 +161,7 @@ def profile(space_name, profile_name, width, resolution, device_name, threads, b
     from hwnas.profiler.build import profile_space
     from hwnas.space import get_space
 
-    space = get_space(space_name, profile_name, width=width, resolution=resolution)
+    space = get_space(space_name, profile_name, width=width, resolution=resolution).check_buildable()
     device = get_device(device_name, threads=threads, batch_size=batch_size, precision=precision)
     target, cpus, keep = _target(target, pin, keep)
     protocol = Protocol(rounds=rounds, min_block_s=min_block_ms / 1e3, rotate=rotate, warmup_s=warmup_ms / 1e3,

@@ -67,6 +67,7 @@ def arch(space_name: str, arch_text: str, profile: str, width: float, fmt: str) 
     from hwnas.space import arch_costs, resolve_arch
 
     space, architecture = resolve_arch(space_name, arch_text, profile, width=width)
+    space.check_buildable()  # a width too small for an op is named as the width
     rows = []
     for name, block, cost in arch_costs(space, architecture):
         op = next((n for layer in space.layers if layer.name == name for n, o in layer.choices if o == block.op),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -235,8 +236,10 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
                      ridge=dict(result.ridge), held_out={"scheme": result.scheme, "folds": result.folds},
                      output=str(output), adapted=info, **({"also": info["model"]["also"]} if also_paths else {}))
     click.echo(render(result.rows(), fmt, extra=extra))
+    taus = (result.adapted.kendall_tau, result.baseline.kendall_tau)
+    tau = ("Kendall tau undefined (all measured latencies equal)" if all(map(math.isnan, taus)) else
+            "Kendall tau {} (scale + offset {})".format(*("undefined" if math.isnan(t) else f"{t:.3f}" for t in taus)))
     click.echo(f"wrote {output}: {path} adapted to {info['measurements']['networks']} measured networks; held-out "
-               f"({result.scheme}) Kendall tau {result.adapted.kendall_tau:.3f} (scale + offset "
-               f"{result.baseline.kendall_tau:.3f}), mean abs error {result.adapted.mean_abs_pct:.2f} % "
+               f"({result.scheme}) {tau}, mean abs error {result.adapted.mean_abs_pct:.2f} % "
                f"({result.baseline.mean_abs_pct:.2f} %)",
                err=fmt != "table")

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from torch import nn
 
-from hwnas.errors import ArchitectureError, quoted
+from hwnas.errors import ArchitectureError, ConfigError, quoted
 from hwnas.space.architecture import Architecture, as_architecture
 from hwnas.space.block import BlockSpec
 from hwnas.space.ops import OpSpec
@@ -121,6 +121,21 @@ class SearchSpace:
                 block = layer.block(op, batch, dtype)
                 seen.setdefault(block.key, block)
         return list(seen.values())
+
+    def check_buildable(self) -> "SearchSpace":
+        """This space, when every distinct block can be built (on torch's meta device: no weights are made); a block
+        its channel counts do not allow (a width multiplier too small for an op) is one ConfigError naming the
+        width and the block, raised before a command writes anything."""
+        import torch
+
+        with torch.device("meta"):
+            for block in self.all_blocks():
+                try:
+                    block.op.build(block.cin, block.cout, block.stride)
+                except ConfigError as exc:
+                    raise ConfigError(f"--width {self.config.get('width', 1.0):g} is too small for space "
+                                      f"{self.name!r} (block {block.key}: {exc})") from None
+        return self
 
     def build(self, arch: Architecture | str | Sequence[str]) -> nn.Sequential:
         """A freshly initialised standalone network for one architecture."""

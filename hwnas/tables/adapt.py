@@ -56,7 +56,7 @@ from hwnas.space.architecture import Architecture
 from hwnas.space.cost import conv_macs
 from hwnas.tables.accuracy import Errors
 from hwnas.tables.adapt_fit import (FLOOR, LEVELS, MIN_NETWORKS, MIN_PER_FOLD, RIDGE_GRID, choose, constraints,
-                                    fit, fold_count, held_out, one_blas_thread, penalty, scheme)
+                                    fit, fold_count, held_out, one_blas_thread, penalty, scheme, spread)
 from hwnas.tables.table import Calibration, LookupTable, Record
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     features = blocks.features(indices)
     m, levels = blocks.mapping()
     g = constraints(m, extra=2 + len(also))
-    raw = table.latency_matrix()[0] + features.sum(axis=1)  # raw block sums: a stored calibration is ignored
+    raw = spread(table.latency_matrix()[0] + features.sum(axis=1), table, measurements.source)  # no calibration
     counts = blocks.counts(indices)
     # (n, 2 + len(also)): dense and depthwise MACs of the searchable blocks, and their latency in each other table
     priced_by = np.column_stack([counts @ blocks.macs, counts @ others])

@@ -69,6 +69,16 @@ def fold_count(n: int, folds: int, source: str = "the measurements") -> int:
     return folds if n >= MIN_PER_FOLD * folds else n
 
 
+def spread(raw: np.ndarray, table, source: str) -> np.ndarray:
+    """``raw``, the measured networks' block sums in ``table``, when they differ; when all are (almost) equal the
+    table's blocks do not tell the networks apart (neither its scale nor its offset can be fitted): a DataError."""
+    if len(raw) and float(np.ptp(raw)) <= 1e-9 * max(float(np.abs(raw).max()), 1e-300):
+        raise DataError(f"table adapt needs a table whose blocks tell the measured networks apart, but every network "
+                        f"in {source} sums to the same {float(raw[0]):g} ms in {table._name()} (do all its blocks "
+                        f"have the same latency?)")
+    return raw
+
+
 def scheme(folds: int, n: int) -> str:
     """``5-fold`` or ``leave-one-out``."""
     return "leave-one-out" if folds == n else f"{folds}-fold"

@@ -29,7 +29,7 @@ from hwnas.errors import ConfigError, TableError, quoted
 from hwnas.readers import parse_json, read_text
 from hwnas.space import SearchSpace, block_cost, get_space
 from hwnas.space.block import BlockSpec
-from hwnas.tables.table import KIND, SCHEMA_VERSION, LookupTable, Record
+from hwnas.tables.table import KIND, MAX_BLOCK, SCHEMA_VERSION, LookupTable, Record
 
 SOURCE = "hw-nas-bench"
 CITATION = "HW-NAS-Bench (Li et al., ICLR 2021), FBNet space"
@@ -58,6 +58,9 @@ def read_source(path: str | Path) -> dict[str, dict[str, float]]:
         for key, value in table.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
                 raise TableError(f"{what} holds finite figures >= 0, but {path} has {name}[{quoted(key)}] = {quoted(value)}")
+            if value > MAX_BLOCK:
+                raise TableError(f"{what} holds figures of at most {MAX_BLOCK:g} per block, but {path} has "
+                                 f"{name}[{quoted(key)}] = {quoted(value)}")
     return tables
 
 
@@ -131,6 +134,9 @@ def import_hw_nas_bench(path: str | Path, device: str, input_name: str, *,
                 raise TableError(f"{path} must hold every block of the {input_name} FBNet space, but "
                                  f"{device}_{metric} lacks {missing} ({role} block {block.key})")
             figures[metric] = math.fsum(float(table[k]) for k in keys)
+            if figures[metric] > MAX_BLOCK:
+                raise TableError(f"a block's {metric} must be at most {MAX_BLOCK:g}, but {path}'s {device}_{metric} "
+                                 f"sums to {figures[metric]:g} for {block.key}")
         cost = block_cost(block)
         extra = {"source_keys": keys, **({ENERGY: figures["energy"]} if "energy" in figures else {})}
         records[block.key] = Record(block, figures["latency"], 0.0, 0, 0, cost.macs, cost.params, extra)

@@ -81,6 +81,9 @@ class Record:
             value = data.get(name)
             if value is not None and not (_number(value) and 0 <= value < math.inf):
                 raise TableError(f"{name} must be a finite number >= 0, but got {json.dumps(value)}")
+            if value is not None and value > MAX_BLOCK:
+                raise TableError(f"{name} must be at most {MAX_BLOCK:g} for one block (more is a unit or input "
+                                 f"error), but got {json.dumps(value)}")
         for name in ("rounds", "calls_per_block", "macs", "params"):
             if data[name] < 0:
                 raise TableError(f"{name} must be a whole number >= 0, but got {data[name]}")
@@ -102,6 +105,9 @@ TIMES = ("median_ms", "raw_ms", "reference_ms")
 #: a record's optional energy per call (millijoules): finite and >= 0 when given; a table carries energy when every
 #: record does (imported from a source that publishes it)
 ENERGY = "energy_mj"
+#: the most a block's latency, IQR or time (ms) or energy (mJ) can be: over ~3 h for one block is a unit or input
+#: error, and numbers near the float limits would overflow sums over a network (adapt bounds whole networks alike)
+MAX_BLOCK = 1e7
 #: the fields of a table header and their JSON types
 HEADER_FIELDS = {"device": dict, "space": dict, "protocol": dict, "batch": int, "dtype": str,
                  "calibration": dict | None}
@@ -355,7 +361,13 @@ class LookupTable:
     def save(self, path: str | Path | None = None) -> Path:
         """Write the whole table atomically (temp file + rename): a crash leaves the old file intact."""
         path = Path(path or self.path)
-        lines = [dump_json(self.header)] + [dump_json(r.to_json()) for r in self.records.values()]
+        lines = [dump_json(self.header)]
+        for record in self.records.values():  # what load would refuse is not written (TableError: nothing written)
+            lines.append(dump_json(record.to_json()))
+            try:
+                Record.from_json(json.loads(lines[-1]))
+            except TableError as exc:
+                raise TableError(f"{path} is not written: its block {record.key} is not valid ({exc})") from None
         write_atomic(path, "\n".join(lines) + "\n")
         self.path = path
         return path

@@ -346,3 +346,12 @@ def test_the_level_is_the_fastest_reference_of_the_records(cpu_table):
     table = LookupTable.load(cpu_table)
     refs = [r.extra["reference_ms"] for r in table.records.values()]
     assert table.header["reference_level_ms"] == pytest.approx(min(refs), abs=1e-6)
+
+
+@pytest.mark.parametrize("width", ["0.01", "1e-320"])
+def test_a_width_too_small_for_the_space_is_one_line_and_writes_nothing(tmp_path, width):
+    out = tmp_path / "w.jsonl"
+    result = run("profile", "--space", "spos", "--input", "cifar10", "--device", "ort-mobile", "--width", width,
+                 "-o", out)
+    one_line_error(result, "--width ")
+    assert "too small for space 'spos'" in result.output and not out.exists()

@@ -5,6 +5,7 @@ stage, plus a fixed offset per network and a little measurement noise, so what t
 recover is known.
 """
 
+import dataclasses
 import hashlib
 import os
 import json
@@ -532,3 +533,40 @@ def test_also_on_the_command_line_and_its_bad_input(tmp_path):
     one_line_error(run("table", "adapt", host_path, measured, "--also", tmp_path / "phone.jsonl", "-o",
                        tmp_path / "phone.jsonl"), "is the input")
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_table_whose_blocks_are_all_equal_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    host_path, measured, host, _ = small_target(tmp_path, MIN_NETWORKS)
+    same = LookupTable(host.header, [dataclasses.replace(r, latency_ms=0.01) for r in host.records.values()])
+    same.save(tmp_path / "same.jsonl")
+    out = tmp_path / "adapted.jsonl"
+    one_line_error(run("table", "adapt", tmp_path / "same.jsonl", measured, "-o", out),
+                   f"table adapt needs a table whose blocks tell the measured networks apart, but every network in "
+                   f"{measured} sums to the same")
+    assert not out.exists()
+
+
+def test_a_table_with_a_huge_block_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    host_path, measured, _, _ = small_target(tmp_path, MIN_NETWORKS)
+    lines = host_path.read_text().splitlines()
+    record = json.loads(lines[4])
+    record["latency_ms"] = 1e308
+    lines[4] = json.dumps(record)
+    host_path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "adapted.jsonl"
+    one_line_error(run("table", "adapt", host_path, measured, "-o", out),
+                   f"{host_path} line 5 is not a valid block record (latency_ms must be at most 1e+07 for one block")
+    assert not out.exists()
+
+
+def test_equal_measured_latencies_say_the_tau_is_undefined(tmp_path):
+    host_path, measured, _, _ = small_target(tmp_path, MIN_NETWORKS)
+    frame = pd.read_csv(measured)
+    frame["latency_ms"] = 1.25
+    frame.to_csv(measured, index=False)
+    out = tmp_path / "adapted.jsonl"
+    result = run("table", "adapt", host_path, measured, "-o", out)
+    assert result.exit_code == 0, result.output
+    summary = result.output.strip().splitlines()[-1]
+    assert "held-out (leave-one-out) Kendall tau undefined (all measured latencies equal)," in summary, summary
+    assert "nan" not in summary and out.exists()

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import random
+import re
 import warnings
 
 import numpy as np
@@ -219,3 +220,48 @@ def test_a_table_is_one_pandas_line_away(tmp_path):
     assert len(mine) == len(table.records) and list(mine["key"]) == list(table.records)
     pd.testing.assert_frame_equal(mine, alone)
     assert mine["macs"].dtype == "int64"
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "iqr_ms", "median_ms", "energy_mj"])
+@pytest.mark.parametrize("value", [1e308, 1.5e7])
+def test_a_block_figure_above_the_bound_is_refused_naming_it_and_the_line(tmp_path, space, field, value):
+    from hwnas.tables.table import MAX_BLOCK
+
+    path = tmp_path / "t.jsonl"
+    fake_table(space, path)
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[4])
+    record[field] = value
+    lines[4] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TableError, match=rf"line 5 is not a valid block record \({field} must be at most 1e\+07 "
+                                         rf"for one block .*but got {re.escape(json.dumps(value))}\)"):
+        LookupTable.load(path)
+    record[field] = MAX_BLOCK  # the bound itself loads
+    lines[4] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+    assert LookupTable.load(path).records[record["key"]].to_json()[field] == MAX_BLOCK
+
+
+def test_tables_with_a_huge_block_are_one_line_errors_on_the_command_line(tmp_path, space):
+    from cli_helpers import one_line_error, run
+
+    path, huge = tmp_path / "t.jsonl", tmp_path / "huge.jsonl"
+    fake_table(space, path)
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[2])
+    record["latency_ms"] = 1e308
+    lines[2] = json.dumps(record)
+    huge.write_text("\n".join(lines) + "\n")
+    message = f"{huge} line 3 is not a valid block record (latency_ms must be at most 1e+07 for one block"
+    one_line_error(run("table", "compare", path, huge), message)
+    one_line_error(run("table", "show", huge), message)
+
+
+def test_a_table_load_would_refuse_is_not_written(tmp_path, space):
+    table = fake_table(space)
+    key = next(iter(table.records))
+    table.records[key] = dataclasses.replace(table.records[key], latency_ms=2e7)
+    with pytest.raises(TableError, match=rf"is not written: its block .*\(latency_ms must be at most 1e\+07"):
+        table.save(tmp_path / "t.jsonl")
+    assert not (tmp_path / "t.jsonl").exists()

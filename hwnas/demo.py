@@ -44,7 +44,7 @@ from hwnas.timing.protocol import Protocol
 from hwnas.profiler.validate import measure_archs
 from hwnas.progress import ProgressCallback
 from hwnas.judge.fit import FEWEST, fit_predictor
-from hwnas.outputs import check_output_dir, check_writable_dir
+from hwnas.outputs import check_output_dir
 from hwnas.search import STRATEGIES, load_search, run_sweep
 from hwnas.search.predictor import PredictorEvaluator
 from hwnas.search.runner import Rescore
@@ -120,7 +120,6 @@ def check(out: Path, settings: DemoSettings) -> _Plan:
     """Refuse bad settings, an unusable output directory or missing data before the first step's work; say
     which data the demo trains on."""
     check_output_dir(out, "the demo's output", "demo")  # a directory, not another command's results
-    check_writable_dir(out, "the demo's output")
     STRATEGIES.create("evolution", population=settings.population, generations=settings.generations,
                   parents=min(settings.parents, settings.population))
     Rescore(_NoEvaluator(), settings.rescore)

@@ -99,14 +99,6 @@ def check_output_dir(path: str | os.PathLike, what: str, kind: str | None = None
     return path
 
 
-def check_writable_dir(path: Path, what: str) -> None:
-    """An existing directory ``path`` this process can create files in (`check_output_dir` checks the nearest
-    existing parent of a new one)."""
-    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} must be a directory this process can write to, but {path} is not writable "
-                          f"(read-only file system or permissions)")
-
-
 def check_apart(path: str | os.PathLike, inputs, what: str, inside: bool = True) -> None:
     """Refuse an output ``path`` that is one of ``inputs`` (the files and directories a command reads; None
     skipped) or (with ``inside``) lies inside one of them: writing it would replace or mix with what is read."""

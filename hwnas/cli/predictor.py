@@ -64,17 +64,13 @@ def fit(run_dir: str, samples: int, standalone: tuple[str, ...], table_path: str
     validated), beside the raw supernet, MACs and params, with bootstrap intervals and paired differences.
     """
     from hwnas.errors import ConfigError
-    from hwnas.judge.fit import fit_predictor
-    from hwnas.outputs import check_apart, check_kind_file, check_output_file
-    from hwnas.search.predictor_file import KIND
+    from hwnas.judge.fit import check_predictor_output, fit_predictor
     from hwnas.tables import LookupTable
     from hwnas.threads import configure
     from hwnas.training.run_dir import read_run
     from hwnas.training.trained import data_settings, open_evaluator
 
-    check_output_file(output, "a predictor file")
-    check_apart(output, [run_dir, *standalone, table_path], "a predictor file")
-    check_kind_file(output, KIND, "a predictor file")
+    check_predictor_output(output, [run_dir, *standalone, table_path])  # before the supernet is opened
     if not os.path.isdir(run_dir):
         raise ConfigError(f"--supernet must be a trained supernet's run directory, but {run_dir} does not exist")
     for folder in standalone:

@@ -127,6 +127,15 @@ def score(evaluator: SupernetEvaluator, archs: Sequence[Architecture], path: Pat
     return {str(a): known[str(a)] for a in archs}
 
 
+def check_predictor_output(output: str | Path, inputs: Sequence[str | Path | None]) -> Path:
+    """A predictor file may be written at ``output``: a new path or a predictor, never one of ``inputs`` (the
+    supernet run, stand-alone folders, the table) or a file inside them."""
+    output = check_output_file(output, "a predictor file")
+    check_apart(output, inputs, "a predictor file")
+    check_kind_file(output, KIND, "a predictor file")
+    return output
+
+
 def fit_predictor(evaluator: SupernetEvaluator, data: dict[str, Any], output: str | Path, *, samples: int = 500,
                   seed: int = 0, standalone: Sequence[str | Path] = (), table: LookupTable | None = None,
                   folds: int = 5, on_progress: ProgressCallback | None = None) -> FitResult | None:
@@ -139,9 +148,8 @@ def fit_predictor(evaluator: SupernetEvaluator, data: dict[str, Any], output: st
                           f"samples={samples}")
     if folds < 2:
         raise ConfigError(f"held-out figures need at least 2 folds, but got folds={folds}")
-    output = check_output_file(output, "a predictor file")
-    check_apart(output, [evaluator.describe().get("run_dir"), *standalone], "a predictor file")
-    check_kind_file(output, KIND, "a predictor file")
+    output = check_predictor_output(output, [evaluator.describe().get("run_dir"), *standalone,
+                                             table.path if table is not None else None])
     if table is not None:
         table.check_built_for(space)
     trained = standalone_results(space, [Path(s) for s in standalone], data) if standalone else None

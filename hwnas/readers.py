@@ -43,6 +43,20 @@ def file_kind(mode: int) -> str:
             "a directory" if stat.S_ISDIR(mode) else "not a regular file")
 
 
+def require_dir(path: str | Path, what: str, error: ErrorType = HwnasError) -> Path:
+    """``path`` as an existing directory, or one line saying what it is instead (missing, a symlink that leads
+    nowhere, a file, a FIFO or a device)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise error(f"{what}, but {path} is a symlink that leads nowhere (a loop or a missing target)")
+    if not path.exists():
+        raise error(f"{what}, but {path} does not exist")
+    mode = path.stat().st_mode
+    if not stat.S_ISDIR(mode):
+        raise error(f"{what}, but {path} is {'a file' if stat.S_ISREG(mode) else file_kind(mode)}")
+    return path
+
+
 def read_text(path: str | Path, what: str, error: ErrorType = HwnasError) -> str:
     """The file at ``path`` as UTF-8 text (a leading byte-order mark dropped). A missing file, a symlink loop,
     a directory, a FIFO or device (which would block or never end) and a file over MAX_TEXT_BYTES are refused

@@ -235,6 +235,18 @@ def test_inputs_that_are_not_regular_files_are_one_line(special, name, message):
     assert not (special / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize("name, message", [("fifo", "is a FIFO"), ("loop-a", "symlink that leads nowhere"),
+                                           ("t.jsonl", "is a file"), ("missing", "does not exist")])
+@pytest.mark.parametrize("args", [["eval", "{p}", "--random", "1"], ["rank", "{p}", "--archs", "2", "-o", "{out}"],
+                                  ["report", "{p}", "-o", "{out}"], ["plot", "{p}", "-o", "{out}.png"],
+                                  ["predictor", "fit", "--supernet", "{p}", "-o", "{out}.json"]])
+def test_folders_that_are_not_folders_are_named_for_what_they_are(special, name, message, args):
+    from cli_helpers import one_line_error
+
+    one_line_error(run(*[a.format(p=special / name, out=special / "out") for a in args]), message)
+    assert not any(p.name.startswith("out") for p in special.iterdir())
+
+
 @pytest.mark.parametrize("args, message", [
     (["table", "import", "hw-nas-bench", "--device", "pixel3", "--input", "cifar10", "-o", "{fifo}"], "is a FIFO"),
     (["table", "import", "hw-nas-bench", "--device", "pixel3", "--input", "cifar10", "-o", "{loop}"],

@@ -11,6 +11,7 @@ import click
 from hwnas.cli.options import BATCH, POSITIVE, SEED, Number, format_option, output_path, threads_option
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
+from hwnas.readers import require_dir
 
 
 @click.group("predictor")
@@ -71,11 +72,9 @@ def fit(run_dir: str, samples: int, standalone: tuple[str, ...], table_path: str
     from hwnas.training.trained import data_settings, open_evaluator
 
     check_predictor_output(output, [run_dir, *standalone, table_path])  # before the supernet is opened
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"--supernet must be a trained supernet's run directory, but {run_dir} does not exist")
+    require_dir(run_dir, "--supernet must be a trained supernet's run directory", ConfigError)
     for folder in standalone:
-        if not os.path.isdir(folder):
-            raise ConfigError(f"--standalone must name a ranking or report directory, but {folder} does not exist")
+        require_dir(folder, "--standalone must name a ranking or report directory", ConfigError)
     table = LookupTable.load(table_path) if table_path else None
     configure(threads)
     evaluator = open_evaluator(run_dir, bn_batches=bn_batches, val_batches=val_batches, batch_size=batch_size,

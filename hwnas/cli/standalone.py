@@ -13,6 +13,7 @@ from hwnas.cli.options import BATCH, SEED, Number, default_of, format_option, op
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.outputs import check_output_dir
+from hwnas.readers import require_dir
 from hwnas.judge.standalone import Recipe
 
 STANDALONE_LAYOUT = """\b
@@ -149,8 +150,7 @@ def rank(run_dir: str, k: int, sample: str, target: str | None, band: float, arc
     recipe = _recipe(settings)
     chosen = Sample(sample, parse_latency(target) if target is not None else None, band)
     check_output_dir(output, "a ranking directory", "ranking")
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"RUN_DIR must be a trained supernet's run directory, but {run_dir} does not exist")
+    require_dir(run_dir, "RUN_DIR must be a trained supernet's run directory", ConfigError)
     chart_path = check_chart(Path(chart) if chart else output / "rank.png")
     tables = [LookupTable.load(p) for p in table_paths]
     predictor = Predictor.load(predictor_path) if predictor_path else None

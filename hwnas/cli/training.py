@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from hwnas.cli.options import BATCH, RESOLUTION, SEED, WIDTH, Number, data_optio
 from hwnas.cli.output import render
 from hwnas.cli.progress import ProgressDisplay
 from hwnas.errors import ConfigError
+from hwnas.readers import require_dir
 from hwnas.training.config import RunConfig
 
 RUN_DIR_LAYOUT = """\b
@@ -203,8 +203,7 @@ def eval_command(run_dir: str, arch_texts: tuple[str, ...], samples: int, seed: 
         raise ConfigError("eval needs architectures: give --arch (repeatable) and/or --random N with N >= 1")
     if bn_batches is not None and bn_batches < 1:
         raise ConfigError(f"BN recalibration needs >= 1 batch, but got bn_batches={bn_batches}")
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"RUN_DIR must be a run directory, but {run_dir} does not exist")
+    require_dir(run_dir, "RUN_DIR must be a run directory", ConfigError)
     configure(threads)
     evaluator = open_evaluator(run_dir, bn_batches=bn_batches, device=device, data_root=data_root,
                                download=download, workers=workers)

@@ -118,6 +118,9 @@ class Target(TargetKind):
             if value is not None and not _NAME.match(value):
                 raise ConfigError(f"an ssh target's {part} must be letters, digits, '.', '_' and '-', not starting "
                                   f"with '-' (ssh would read it as an option), but got {value!r}")
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise ConfigError(f"an ssh target's port must be from 1 to 65535, but got {port}")
+        port = str(int(port)) if port is not None else None
         url = f"ssh://{user + '@' if user else ''}{host}{':' + port if port else ''}"
         command = shlex.split(os.environ.get("HWNAS_SSH", "ssh"))
         # "--" ends ssh's options: the destination is never read as one, whatever client $HWNAS_SSH names

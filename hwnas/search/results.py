@@ -32,7 +32,7 @@ import pandas as pd
 from hwnas import __version__
 from hwnas.errors import CheckpointError
 from hwnas.files import dump_json, write_atomic
-from hwnas.readers import Column, read_csv, read_json
+from hwnas.readers import Column, read_csv, read_json, require_dir
 from hwnas.tables import LookupTable
 
 CONFIG, CANDIDATES, BEST, STATE, REFERENCES, SWEEP, TRAINING_RUN = (
@@ -297,8 +297,7 @@ def expand_search_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Search directories, a sweep directory standing for the searches it lists."""
     out: list[Path] = []
     for path in map(Path, paths):
-        if not path.is_dir():
-            raise CheckpointError(f"a search directory must exist, but {path} does not")
+        require_dir(path, "a search directory must exist", CheckpointError)
         if (path / SWEEP).exists():
             sweep = read_search_json(path / SWEEP, "a sweep's sweep.json", SWEEP_FIELDS)
             out.extend(path / name for name in sweep["searches"])
@@ -310,8 +309,7 @@ def expand_search_dirs(paths: Iterable[str | Path]) -> list[Path]:
 def load_search(path: str | Path) -> SearchRecord:
     """Read a search directory; one with no evaluated candidate is an error."""
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"a search directory must exist, but {path} does not")
+    require_dir(path, "a search directory must exist", CheckpointError)
     if (path / SWEEP).exists():
         names = read_search_json(path / SWEEP, "a sweep's sweep.json", SWEEP_FIELDS)["searches"]
         raise CheckpointError(f"{path} is a sweep over several targets; name one of its searches: "

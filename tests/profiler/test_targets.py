@@ -94,6 +94,17 @@ def test_user_and_host_that_ssh_would_read_as_options_are_refused(text, part, va
                        f"(ssh would read it as an option), but got {value}") and "\n" not in message
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "000"])
+def test_an_ssh_port_outside_1_to_65535_is_one_line(port):
+    with pytest.raises(ConfigError) as error:
+        parse_target(f"ssh://pi@board:{port}")
+    assert str(error.value) == f"an ssh target's port must be from 1 to 65535, but got {port}"
+
+
+def test_a_port_with_leading_zeros_is_the_number():
+    assert parse_target("ssh://board:0022").url == "ssh://board:22"
+
+
 def test_the_destination_follows_the_end_of_ssh_options(monkeypatch):
     monkeypatch.setenv("HWNAS_SSH", "myssh")
     command = parse_target("ssh://pi@board.local:22").command(["python3", "-V"])

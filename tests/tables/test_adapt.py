@@ -218,6 +218,9 @@ BAD = {
     "no latency column": (lambda f: f.rename(columns={"latency_ms": "ms"}),
                           "lacks 'latency_ms' (its columns: arch, ms)"),
     "no arch column": (lambda f: f.drop(columns="arch"), "lacks 'arch'"),
+    # pandas would read the extra fields as the row's index and blame the arch column
+    "extra fields": (lambda f: f.to_csv(index=False).replace("\n", ",1,2\n", 2).replace(",1,2\n", "\n", 1),
+                     "must have at most the 2 fields of its header, but {csv} line 2 has 4"),
     "too few networks": (lambda f: f.head(9), "table adapt needs at least 10 distinct measured networks "
                                               "(leave-one-out below 25 for 5 folds), but"),
 }
@@ -227,10 +230,15 @@ BAD = {
 def test_bad_measurements_are_one_line_exit_2_and_leave_the_output(target, tmp_path, case):
     root, _, _, _ = target
     change, message = BAD[case]
-    change(pd.read_csv(root / "measured.csv")).to_csv(tmp_path / "bad.csv", index=False)
+    changed = change(pd.read_csv(root / "measured.csv"))
+    if isinstance(changed, str):
+        (tmp_path / "bad.csv").write_text(changed)
+    else:
+        changed.to_csv(tmp_path / "bad.csv", index=False)
     out = tmp_path / "adapted.jsonl"
     out.write_text("an earlier result\n")
-    one_line_error(run("table", "adapt", root / "source.jsonl", tmp_path / "bad.csv", "-o", out), message)
+    one_line_error(run("table", "adapt", root / "source.jsonl", tmp_path / "bad.csv", "-o", out),
+                   message.format(csv=tmp_path / "bad.csv"))
     assert out.read_text() == "an earlier result\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "adapted.jsonl", "bad.csv"]
 

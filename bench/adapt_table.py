@@ -11,7 +11,8 @@ of one space, e.g. measured on cpu and on ort-mobile) the truth is B's predictio
 For each count the measured networks are adapted (cross-validated figures, as the command reports them:
 k-fold, leave-one-out below 5 networks per fold), and the adapted table and scale + offset fitted on all of
 them are judged on --fresh other networks measured the same way ("fresh"): Kendall tau and share within ±5 %, side by side; and the same figures
-against the noise-free truth, which bound what a perfect predictor would score against noisy measurements.
+against the noise-free truth, which bound what a perfect predictor would score against noisy measurements
+(the mean over seeds also gives Spearman's rho against the truth, the figure HELP reports).
 
     python bench/adapt_table.py                                   # fbnet cifar10 width 0.25, synthetic target
     python bench/adapt_table.py --table fbnet-cpu.jsonl --target fbnet-ort.jsonl
@@ -25,6 +26,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
@@ -139,7 +141,9 @@ def main() -> None:
                       flush=True)
                 summary.append({"networks": count, "predictor": name, "cv_tau": cv.kendall_tau,
                                 "cv_within_5": cv.within_5, "fresh_tau": f.kendall_tau, "fresh_within_5": f.within_5,
-                                "truth_tau": t.kendall_tau, "truth_within_5": t.within_5, "adapt_s": seconds})
+                                "truth_tau": t.kendall_tau, "truth_within_5": t.within_5,
+                                # Spearman's rho beside Kendall's tau: what HELP (NeurIPS 2021) reports
+                                "truth_rho": float(spearmanr(fresh, fresh_true)[0]), "adapt_s": seconds})
         floor = Errors.of(fresh_true, fresh_measured)
         print(f"{'':>8}{seed:>5}  {'(noise floor)':<16}{'':>24}{100 * floor.within_5:>9.0f}%{floor.kendall_tau:>10.3f}",
               flush=True)

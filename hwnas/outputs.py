@@ -137,11 +137,16 @@ class OutputLock:
     def __init__(self, lock_path: str | os.PathLike, what: str):
         self.lock_path, self.what = Path(lock_path), what
         self._fd: int | None = None
+        self._made: list[Path] = []
 
     def acquire(self) -> OutputLock:
         if fcntl is None:
             return self
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        parent = self.lock_path.parent
+        # the folders made here for the lock are removed with it when nothing else was put in them (a command
+        # that failed before writing leaves no empty output folder behind)
+        self._made = [p for p in (parent, *parent.parents) if not p.exists()]
+        parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -172,6 +177,11 @@ class OutputLock:
             pass
         os.close(self._fd)  # closing the descriptor releases the lock
         self._fd = None
+        for folder in self._made:  # deepest first; one that holds anything stays, and so do those above it
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def __enter__(self) -> OutputLock:
         return self.acquire()

@@ -117,6 +117,19 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     assert not table.exists() and not (tmp_path / "t.jsonl.lock").exists(), "released and removed"
 
 
+def test_a_folder_made_for_a_lock_goes_with_it_unless_something_was_written_there(tmp_path):
+    with dir_lock(tmp_path / "a" / "run", "run directory"):
+        assert (tmp_path / "a" / "run" / ".hwnas.lock").exists()
+    assert list(tmp_path.iterdir()) == [], "a command that wrote nothing leaves no empty folders"
+    with dir_lock(tmp_path / "a" / "run", "run directory"):
+        (tmp_path / "a" / "run" / "config.json").write_text("{}")
+    assert [p.name for p in (tmp_path / "a" / "run").iterdir()] == ["config.json"]
+    (tmp_path / "kept").mkdir()
+    with dir_lock(tmp_path / "kept", "run directory"):
+        pass
+    assert (tmp_path / "kept").is_dir(), "a folder that was there before stays"
+
+
 def test_a_lock_outlives_no_killed_writer(tmp_path):
     lock = tmp_path / "x.lock"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nsys.path.insert(0, sys.argv[2])\n"
@@ -239,11 +252,14 @@ def test_inputs_that_are_not_regular_files_are_one_line(special, name, message):
                                            ("t.jsonl", "is a file"), ("missing", "does not exist")])
 @pytest.mark.parametrize("args", [["eval", "{p}", "--random", "1"], ["rank", "{p}", "--archs", "2", "-o", "{out}"],
                                   ["report", "{p}", "-o", "{out}"], ["plot", "{p}", "-o", "{out}.png"],
-                                  ["predictor", "fit", "--supernet", "{p}", "-o", "{out}.json"]])
+                                  ["predictor", "fit", "--supernet", "{p}", "-o", "{out}.json"],
+                                  ["search", "--space", "fbnet", "--supernet", "{p}", "--table", "{t}",
+                                   "--target-latency", "1", "-o", "{out}"]])
 def test_folders_that_are_not_folders_are_named_for_what_they_are(special, name, message, args):
     from cli_helpers import one_line_error
 
-    one_line_error(run(*[a.format(p=special / name, out=special / "out") for a in args]), message)
+    one_line_error(run(*[a.format(p=special / name, out=special / "out", t=special / "t.jsonl") for a in args]),
+                   message)
     assert not any(p.name.startswith("out") for p in special.iterdir())
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 
 from hwnas.data import Loaders, build_loaders
 from hwnas.errors import CheckpointError, ConfigError, require
+from hwnas.readers import require_dir
 from hwnas.space import SearchSpace, space_from_description
 from hwnas.supernet.evaluate import calibration_batches
 from hwnas.supernet.evaluator import SupernetEvaluator
@@ -33,7 +34,7 @@ def load_supernet(run_dir: str | os.PathLike, device: str | torch.device = "cpu"
     Only weights are loaded; the space is rebuilt from ``config.json``'s description, so the result does
     not depend on the current defaults of the space's builder.
     """
-    require(Path(run_dir).is_dir(), f"a supernet run directory must exist, but {run_dir} does not", CheckpointError)
+    require_dir(run_dir, "a supernet run directory must exist", CheckpointError)
     stored = read_run(run_dir)
     require(stored is not None, f"{run_dir} holds no hwnas run (no config.json)", CheckpointError)
     require(stored.config.arch is None, f"{run_dir} holds a retrained architecture ({stored.config.arch}), "

@@ -101,7 +101,7 @@ def main() -> None:
           f"{5 * args.folds} networks), {args.fresh} fresh networks", flush=True)
     header = (f"{'networks':>8}{'seed':>5}  {'predictor':<16}{'cv MAPE':>8}{'cv ±5%':>8}{'cv tau':>8}"
               f"{'fresh ±5%':>10}{'fresh tau':>10}{'truth ±5%':>10}{'truth tau':>10}"
-              f"{'ridge op/st/grp/blk':>28}{'s':>6}{'floor':>6}{'cv':>14}{'seconds':>8}")
+              f"{'ridge op/st/grp/blk, reduced':>34}{'s':>6}{'floor':>6}{'cv':>14}{'seconds':>8}")
     print(header, flush=True)
     summary = []
     for seed in map(int, args.seeds.split(",")):
@@ -133,10 +133,11 @@ def main() -> None:
             info = result.info["model"]
             for name, cv, fresh in (("scale + offset", result.baseline, plain), ("adapted", result.adapted, adapted)):
                 f, t = Errors.of(fresh, fresh_measured), Errors.of(fresh, fresh_true)
-                ridge = "/".join(f"{v:.0e}" for v in info["ridge"].values()) if name == "adapted" else ""
+                ridge = ("/".join(f"{v:.0e}" for v in info["ridge"].values()) + (" R" if info["reduced"] else "")
+                         + f" {result.reduced_in}/{result.folds}" if name == "adapted" else "")
                 print(f"{count:>8}{seed:>5}  {name:<16}{cv.mean_abs_pct:>8.2f}{100 * cv.within_5:>7.0f}%"
                       f"{cv.kendall_tau:>8.3f}{100 * f.within_5:>9.0f}%{f.kendall_tau:>10.3f}{100 * t.within_5:>9.0f}%"
-                      f"{t.kendall_tau:>10.3f}{ridge:>28}{info['scale'] if name == 'adapted' else scale:>6.2f}"
+                      f"{t.kendall_tau:>10.3f}{ridge:>34}{info['scale'] if name == 'adapted' else scale:>6.2f}"
                       f"{info['at_floor'] if name == 'adapted' else '':>6}{result.scheme:>14}{seconds:>8.1f}",
                       flush=True)
                 summary.append({"networks": count, "predictor": name, "cv_tau": cv.kendall_tau,

@@ -53,7 +53,8 @@ def show(path: Path, sort: str, fmt: str) -> None:
     if adapted:  # the device is the source table's: say what it was adapted to
         model = adapted["model"]
         extra["adapted"] = (f"from {adapted['measurements']['networks']} networks measured on the target "
-                            f"({adapted['measurements']['path']}), {model['name']}" + "".join(
+                            f"({adapted['measurements']['path']}), {model['name']}" + (
+                                " reduced to scale + offset" if model.get("reduced") else "") + "".join(
                                 f"; also {o['device']} at {o['price']:.3g} ms per ms" for o in model.get("also", [])))
     if t.has_energy:
         for row, r in zip(rows, t.records.values()):
@@ -197,7 +198,8 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
     towards its op's and stage's effects, and those towards one common scale, so few measurements move the
     table gently, plus a price per dense and per depthwise MAC and, with --also, per millisecond of each
     other table's block latency; the fit is constrained so that no coefficient is below 0.01, so no block latency is negative
-    (or 0) and no prediction below 0. Needs
+    (or 0) and no prediction below 0. When this whole model does not beat the table times one scale plus an
+    offset by one standard error of its cross-validated error, that reduced model is written instead. Needs
     10 distinct networks; with fewer than 5 per fold the cross-validation is leave-one-out. Prints the
     cross-validated errors beside plain scale + offset and writes a table whose blocks carry the
     coefficients and whose header records the source, the measurements and the model. Duplicate
@@ -219,7 +221,9 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
     coefficients = [c for g in groups for c in g["blocks"].values()]
     extra = {"table": str(path), "measured": f"{measured} ({info['measurements']['networks']} networks, "
                                              f"{info['measurements']['rows']} rows)",
-             "model": info["model"]["name"], "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
+             "model": info["model"]["name"] + (
+                 ", reduced to the table times one scale plus an offset (the whole model did not beat it by one "
+                 "standard error in cross-validation)" if result.reduced else ""), "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
              "coefficients": f"{min(coefficients):.4g}..{max(coefficients):.4g} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
@@ -227,13 +231,15 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
                                    zip(info["model"]["also"], also_paths))} if also_paths else {}),
              "offset_ms": round(result.table.calibration.offset_ms, 4),
              "held_out": f"{result.scheme} cross-validation ({result.folds} folds)" + (
-                 f", fewer than 5 networks per fold for --folds {folds}" if result.folds != folds else "")}
+                 f", fewer than 5 networks per fold for --folds {folds}" if result.folds != folds else "") + (
+                 f"; the reduced model in {result.reduced_in} of them" if result.reduced_in else "")}
     if fmt == "json":  # the same figures as numbers
         extra.update(measured=str(measured), networks=info["measurements"]["networks"],
                      measured_rows=info["measurements"]["rows"], groups=len(groups), blocks=len(coefficients),
                      coefficients={"min": min(coefficients), "max": max(coefficients),
                                    "at_floor": info["model"]["at_floor"], "floor": info["model"]["floor"]},
-                     ridge=dict(result.ridge), held_out={"scheme": result.scheme, "folds": result.folds},
+                     ridge=dict(result.ridge), reduced=result.reduced,
+                     held_out={"scheme": result.scheme, "folds": result.folds, "reduced_in_folds": result.reduced_in},
                      output=str(output), adapted=info, **({"also": info["model"]["also"]} if also_paths else {}))
     click.echo(render(result.rows(), fmt, extra=extra))
     taus = (result.adapted.kendall_tau, result.baseline.kendall_tau)

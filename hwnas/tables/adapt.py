@@ -16,7 +16,11 @@ and stage's effects, and those to the common scale: the prior is the host table 
 measurements move it gently. Where the data say more, each block gets its own. The four ridge strengths are
 chosen from a log grid (one level at a time, until none moves; near-ties go to the stronger) by k-fold
 cross-validation on the measurements, leave-one-out when a fold would hold fewer than MIN_PER_FOLD networks
-(from MIN_NETWORKS = 10 up). The fit minimises squared *relative* errors subject to every block coefficient
+(from MIN_NETWORKS = 10 up). Where the whole model does not beat the reduced one, the source table times one
+scale plus an offset, by one standard error of its cross-validated loss, the reduced one is written (from 10
+networks the ridge choice is noisy, and a table fitted to noise ranks worse than the source scaled;
+`hwnas.tables.adapt_fit`). The
+fit minimises squared *relative* errors subject to every block coefficient
 and ``s`` being >= FLOOR (0.01) and the intercept >= 0 (a constrained least-squares problem solved exactly,
 not a clip; see `hwnas.tables.adapt_fit`), so no block latency of the written table is negative (or 0 where
 the source's is not) and every network's prediction is finite and positive. Stem and head are the same in
@@ -50,7 +54,7 @@ from hwnas.errors import ConfigError, DataError
 from hwnas.space.cost import conv_macs
 from hwnas.tables.accuracy import Errors
 from hwnas.tables.adapt_fit import (FLOOR, LEVELS, MIN_NETWORKS, MIN_PER_FOLD, RIDGE_GRID, choose, constraints,
-                                    fit, fold_count, held_out, one_blas_thread, penalty, scheme, spread)
+                                    fit_choice, fold_count, held_out, one_blas_thread, reduced_bounds, scheme, spread)
 from hwnas.tables.measured import Measurements, measurements_from_frame, read_measurements
 from hwnas.tables.table import Calibration, LookupTable, Record
 
@@ -148,6 +152,8 @@ class Adaptation:
     adapted_cv_ms: np.ndarray  # each network predicted by the model fitted on the other folds
     baseline_cv_ms: np.ndarray
     ridge: dict[str, float]  # strength per level of LEVELS, chosen on all the measurements
+    reduced: bool  # the reduced model (source times one scale plus an offset) was chosen on all the measurements
+    reduced_in: int  # held-out folds whose model was the reduced one
     folds: int  # folds used: as asked, or the number of networks (leave-one-out) when there are few
     scheme: str  # "5-fold" or "leave-one-out"
 
@@ -191,6 +197,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     features = blocks.features(indices)
     m, levels = blocks.mapping()
     g = constraints(m, extra=2 + len(also))
+    small = reduced_bounds(sum(float(latency.min()) for latency in blocks.layer_latency))
     raw = spread(table.latency_matrix()[0] + features.sum(axis=1), table, measurements.source)  # no calibration
     counts = blocks.counts(indices)
     # (n, 2 + len(also)): dense and depthwise MACs of the searchable blocks, and their latency in each other table
@@ -202,9 +209,10 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     y = measurements.latency_ms
     rng = np.random.default_rng(seed)
     with one_blas_thread():
-        parts, adapted_cv = held_out(x, y, all_levels, g, used, rng)
-        ridge = choose(x, y, all_levels, g, used, rng)
-        beta = fit(x, y, penalty(all_levels, ridge), g)
+        parts, adapted_cv, reduced_in = held_out(x, y, all_levels, g, small, used, rng)
+        choice = choose(x, y, all_levels, g, small, used, rng)
+        beta = fit_choice(x, y, all_levels, g, small, choice)
+    ridge = choice.ridge
     baseline_cv = np.empty(n)
     for test in parts:
         train = np.setdiff1d(np.arange(n), test)
@@ -212,16 +220,18 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
         baseline_cv[test] = scale * raw[test] + offset
     theta, prices = beta[1:1 + m.shape[1]], np.maximum(beta[1 + m.shape[1]:], 0.0) * unit  # ms per MAC, ms per ms
     coefficients = m @ theta
-    slack = g[0] @ beta - g[1]
+    slack = small[0] @ beta[:2] - small[1] if choice.reduced else g[0] @ beta - g[1]
     if not np.all(np.isfinite(beta)) or slack.min() < -1e-9 * max(1.0, float(np.abs(beta).max())):
-        raise DataError(f"table adapt must fit finite coefficients >= {FLOOR} and an intercept >= 0, but the fit to "
-                        f"{measurements.source} missed a bound by {-slack.min():.6g}")
+        raise DataError(f"table adapt must fit finite coefficients >= {FLOOR} and an intercept >= 0 (or, for the "
+                        f"reduced model, no negative prediction), but the fit to {measurements.source} missed a bound "
+                        f"by {-slack.min():.6g}")
     # the constrained optimum meets its bounds up to rounding (~1e-16): those are the bounds
     coefficients, scale = np.maximum(coefficients, FLOOR), max(float(theta[0]), FLOOR)
-    intercept = max(float(beta[0]), 0.0)
+    intercept = max(float(beta[0]), -(1.0 - FLOOR) * scale * float(small[0][0, 1])) if choice.reduced else \
+        max(float(beta[0]), 0.0)
     adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices[:2], others @ prices[2:], scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
-                        dict(zip(LEVELS, ridge)), used, scheme(used, n))
+                        dict(zip(LEVELS, ridge)), choice.reduced, reduced_in, used, scheme(used, n))
     group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
     groups = []
     for label in blocks.groups():
@@ -250,11 +260,14 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                   "fit": "ridge on relative errors, one strength per level, chosen by cross-validation (k-fold, "
                          f"leave-one-out below {MIN_PER_FOLD} networks per fold), constrained so that every block "
                          f"coefficient and the scale are >= {FLOOR} (the floor) and the intercept and the prices "
-                         f">= 0",
-                  "scale": scale, "intercept_ms": intercept, "ridge": result.ridge, "ridge_grid": list(RIDGE_GRID),
+                         f">= 0; or, when it does not beat it by one standard error in cross-validation, the reduced "
+                         f"model: intercept + scale * table latency (every other parameter 0), the cheapest network "
+                         f"of the space predicted at >= {FLOOR} times its scaled sum",
+                  "reduced": choice.reduced, "scale": scale, "intercept_ms": intercept, "ridge": result.ridge,
+                  "ridge_grid": list(RIDGE_GRID),
                   "folds": used, "folds_asked": folds, "scheme": result.scheme, "seed": seed,
                   "floor": FLOOR, "at_floor": int(np.sum(coefficients <= FLOOR * (1 + 1e-9))), "groups": groups},
-        "cross_validated": {"folds": used, "scheme": result.scheme,
+        "cross_validated": {"folds": used, "scheme": result.scheme, "reduced_in_folds": reduced_in,
                             "adapted": _known(result.adapted.to_dict()),  # tau of constants: null
                             "scale_offset": _known(result.baseline.to_dict())},
     }

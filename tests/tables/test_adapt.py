@@ -152,7 +152,8 @@ def test_cli_writes_a_table_that_records_its_provenance_and_loads(target, adapte
         assert record.latency_ms == pytest.approx(record.extra["coefficient"] * table.records[key].latency_ms
                                                   + record.extra["macs_ms"], rel=1e-5)
         assert record.extra["source_ms"] == table.records[key].latency_ms
-    assert info["cross_validated"] == {"folds": 5, "scheme": "5-fold", "adapted": adapted.adapted.to_dict(),
+    assert info["cross_validated"] == {"folds": 5, "scheme": "5-fold", "reduced_in_folds": 0,
+                                       "adapted": adapted.adapted.to_dict(),
                                        "scale_offset": adapted.baseline.to_dict()}
     assert loaded.header["space"] == table.header["space"] and loaded.records.keys() == table.records.keys()
     # the same table as the library's, and it predicts through the usual paths
@@ -578,3 +579,74 @@ def test_equal_measured_latencies_say_the_tau_is_undefined(tmp_path):
     summary = result.output.strip().splitlines()[-1]
     assert "held-out (leave-one-out) Kendall tau undefined (all measured latencies equal)," in summary, summary
     assert "nan" not in summary and out.exists()
+
+
+# ----- the reduced model: the source times one scale plus an offset, when the whole model does not beat it ----
+def test_ten_networks_of_a_scaled_source_write_the_reduced_model(tmp_path):
+    """10 networks of a target that is the host times 1.3 plus an offset and 2 % noise: the whole model does not
+    beat the host times one scale plus an offset in cross-validation, so that reduced model is written: one
+    coefficient for every block, no MAC price, and the header, the summary and the text say so."""
+    host_path, measured, _, truth = small_target(tmp_path, 10, factor=dict.fromkeys(REORDER, 1.3), noise=0.02)
+    out = tmp_path / "adapted.jsonl"
+    result = run("table", "adapt", host_path, measured, "-o", out, "--format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    loaded = assert_loads_everywhere(out, host_path)
+    info = loaded.header["adapted"]
+    assert summary["reduced"] is info["model"]["reduced"] is True
+    assert summary["held_out"]["reduced_in_folds"] == info["cross_validated"]["reduced_in_folds"]
+    assert 0 < info["cross_validated"]["reduced_in_folds"] <= 10
+    coefficients = {r.extra["coefficient"] for r in loaded.records.values()}
+    assert coefficients == {round(info["model"]["scale"], 6)}
+    assert all(r.extra["macs_ms"] == 0 for r in loaded.records.values())
+    assert info["model"]["dense_ms_per_mmac"] == info["model"]["depthwise_ms_per_mmac"] == 0
+    fresh = random_indices_of(SMALL, 300, seed=5)
+    assert Errors.of(loaded.predict_indices(fresh), truth(fresh)).mean_abs_pct < 3
+    text = run("table", "adapt", host_path, measured, "-o", tmp_path / "again.jsonl")
+    assert "reduced to the table times one scale plus an offset" in text.output
+    assert f"the reduced model in {info['cross_validated']['reduced_in_folds']} of them" in text.output
+    assert "ridge-op-stage-block-macs reduced to scale + offset" in run("table", "show", out).output
+
+
+def test_a_distorted_target_keeps_the_whole_model(adapted):
+    """160 networks of a target whose ops and stages the table misprices: the whole model wins, in every fold."""
+    assert adapted.reduced is False and adapted.reduced_in == 0
+    assert adapted.info["model"]["reduced"] is False and adapted.info["cross_validated"]["reduced_in_folds"] == 0
+
+
+def test_choose_takes_the_reduced_model_only_within_one_standard_error(tmp_path):
+    """The reduced model is chosen when its cross-validated loss is within one standard error of the whole
+    model's best, and not when the target reorders the ops (which only the whole model can learn)."""
+    from hwnas.tables.adapt_fit import choose, reduced_bounds
+
+    for factor, expect in ((dict.fromkeys(REORDER, 1.3), True), (REORDER, False)):
+        x, y, levels, mapping = small_problem(tmp_path, 30, factor)
+        choice = choose(x, y, levels, constraints(mapping), reduced_bounds(0.0), 30, np.random.default_rng(0))
+        assert choice.reduced is expect, (factor, choice)
+        assert expect or choice.reduced_loss > 2 * choice.loss
+
+
+def test_the_reduced_model_may_have_a_negative_offset_but_no_negative_prediction(tmp_path):
+    """A target faster than the host by a fixed amount (2 x the host's block sum minus more than the cheapest
+    network's, less than any measured one's): the reduced fit takes a negative intercept down to its bound, where the cheapest network of the
+    space is predicted at FLOOR times its scaled block sum, not below; the written table loads everywhere."""
+    from hwnas.tables.adapt import _adapted
+    from hwnas.tables.adapt_fit import Choice, fit_choice, reduced_bounds
+
+    host_path, measured, host, _ = small_target(tmp_path, 12, factor=dict.fromkeys(REORDER, 1.0), noise=0.0)
+    blocks = Blocks.of(host)
+    lowest = sum(float(lat.min()) for lat in blocks.layer_latency)
+    x, y, levels, mapping = small_problem(tmp_path, 12, dict.fromkeys(REORDER, 1.0))
+    cut = lowest + 0.5 * (x[:, 1].min() - lowest)
+    y = 2 * (x[:, 1] - cut)  # every measured network positive, the cheapest one of the space not
+    assert y.min() > 0
+    small = reduced_bounds(lowest)
+    beta = fit_choice(x, y, levels, constraints(mapping), small, Choice((1.0,) * 4, True, 0.0, 0.0))
+    assert np.all(beta[2:] == 0) and beta[0] < 0
+    assert beta[0] + beta[1] * lowest == pytest.approx(FLOOR * beta[1] * lowest, rel=1e-6)
+    unbounded = fit_choice(x, y, levels, constraints(mapping), (np.eye(2)[1:], np.array([FLOOR])),
+                           Choice((1.0,) * 4, True, 0.0, 0.0))
+    assert unbounded[0] + unbounded[1] * lowest < 0  # what the bound prevents
+    table = _adapted(host, blocks, np.full(len(blocks.keys), beta[1]), np.zeros(len(blocks.keys)), np.zeros(0),
+                     float(beta[1]), float(beta[0]), 12)
+    assert table.minimum_latency() == pytest.approx(FLOOR * beta[1] * lowest, rel=1e-6) and table.minimum_latency() > 0

@@ -34,7 +34,7 @@ space is predicted at no less than FLOOR times its scaled block sum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -255,15 +255,31 @@ def choose(x: np.ndarray, y: np.ndarray, levels: np.ndarray, g: Bounds, small: B
 
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Each network predicted by models fitted on the other folds only: ``chosen`` by the whole procedure (ridge
+    strengths and the reduced-or-whole choice made on those folds too), ``reduced`` by the reduced model."""
+
+    folds: list[np.ndarray]
+    chosen: np.ndarray
+    reduced: np.ndarray
+    reduced_in: int  # folds where the procedure chose the reduced model
+
+    def loss(self, y: np.ndarray, which: str) -> float:
+        """Mean squared relative error of ``chosen`` or ``reduced``."""
+        return float(np.mean(((getattr(self, which) - y) / y) ** 2))
+
+
 def held_out(x: np.ndarray, y: np.ndarray, levels: np.ndarray, g: Bounds, small: Bounds, k: int,
-             rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    """(the folds, each network's prediction by the constrained model whose ridge strengths were chosen, and
-    whose coefficients were fitted, on the other folds only)."""
+             rng: np.random.Generator) -> HeldOut:
+    """Nested cross-validation of the procedure (`choose`, then `fit_choice`) and of the reduced model alone, on
+    the same ``k`` folds."""
     n = len(y)
-    out, folds, reduced_in = np.empty(n), split(n, k, rng), 0
+    chosen, reduced, folds, reduced_in = np.empty(n), np.empty(n), split(n, k, rng), 0
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)
         choice = choose(x[train], y[train], levels, g, small, k, rng)
-        out[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, choice)
+        chosen[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, choice)
+        reduced[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, replace(choice, reduced=True))
         reduced_in += choice.reduced
-    return folds, out, reduced_in
+    return HeldOut(folds, chosen, reduced, reduced_in)

@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 from hwnas.space import get_space
 from hwnas.tables import LookupTable
 from hwnas.tables.accuracy import Errors
-from hwnas.tables.adapt import REDUCED_NESTED, adapt_table, measurements_from_frame, stage_of
+from hwnas.tables.adapt import adapt_table, measurements_from_frame, stage_of
 from hwnas.testing.standins import synthetic_table
 
 
@@ -133,7 +133,7 @@ def main() -> None:
             info = result.info["model"]
             for name, cv, fresh in (("scale + offset", result.baseline, plain), ("adapted", result.adapted, adapted)):
                 f, t = Errors.of(fresh, fresh_measured), Errors.of(fresh, fresh_true)
-                ridge = ("/".join(f"{v:.0e}" for v in info["ridge"].values()) + (" " + "RN"[result.reduced_because == REDUCED_NESTED] if result.reduced else "")
+                ridge = ("/".join(f"{v:.0e}" for v in info["ridge"].values()) + (" R" if info["reduced"] else "")
                          + f" {result.reduced_in}/{result.folds}" if name == "adapted" else "")
                 print(f"{count:>8}{seed:>5}  {name:<16}{cv.mean_abs_pct:>8.2f}{100 * cv.within_5:>7.0f}%"
                       f"{cv.kendall_tau:>8.3f}{100 * f.within_5:>9.0f}%{f.kendall_tau:>10.3f}{100 * t.within_5:>9.0f}%"

@@ -221,9 +221,9 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
     coefficients = [c for g in groups for c in g["blocks"].values()]
     extra = {"table": str(path), "measured": f"{measured} ({info['measurements']['networks']} networks, "
                                              f"{info['measurements']['rows']} rows)",
-             "model": info["model"]["name"] + (f", reduced to the table times one scale plus an offset "
-                                               f"({result.reduced_because})" if result.reduced else ""),
-             "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
+             "model": info["model"]["name"] + (
+                 ", reduced to the table times one scale plus an offset (the whole model did not beat it by one "
+                 "standard error in cross-validation)" if result.reduced else ""), "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
              "coefficients": f"{min(coefficients):.4g}..{max(coefficients):.4g} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
@@ -238,7 +238,7 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
                      measured_rows=info["measurements"]["rows"], groups=len(groups), blocks=len(coefficients),
                      coefficients={"min": min(coefficients), "max": max(coefficients),
                                    "at_floor": info["model"]["at_floor"], "floor": info["model"]["floor"]},
-                     ridge=dict(result.ridge), reduced=result.reduced, reduced_because=result.reduced_because,
+                     ridge=dict(result.ridge), reduced=result.reduced,
                      held_out={"scheme": result.scheme, "folds": result.folds, "reduced_in_folds": result.reduced_in},
                      output=str(output), adapted=info, **({"also": info["model"]["also"]} if also_paths else {}))
     click.echo(render(result.rows(), fmt, extra=extra))

@@ -19,7 +19,7 @@ cross-validation on the measurements, leave-one-out when a fold would hold fewer
 (from MIN_NETWORKS = 10 up). Where the whole model does not beat the reduced one, the source table times one
 scale plus an offset, by one standard error of its cross-validated loss, the reduced one is written (from 10
 networks the ridge choice is noisy, and a table fitted to noise ranks worse than the source scaled;
-`hwnas.tables.adapt_fit`), and also when nested cross-validation finds the whole model no better (below). The
+`hwnas.tables.adapt_fit`). The
 fit minimises squared *relative* errors subject to every block coefficient
 and ``s`` being >= FLOOR (0.01) and the intercept >= 0 (a constrained least-squares problem solved exactly,
 not a clip; see `hwnas.tables.adapt_fit`), so no block latency of the written table is negative (or 0 where
@@ -33,11 +33,8 @@ device's table carries what the host's MACs and ops do not (on HW-NAS-Bench's Pi
 table beside the host's raised the held-out tau from 10 networks from 0.873 to 0.901, from 50 from 0.940 to
 0.951; `bench/adapt_table.py --also`); a price of 0 says that table explains nothing the others do not.
 
-Held-out figures are nested: every fold is predicted by a constrained model whose ridge strengths (and
-whole-or-reduced choice) were chosen, and whose coefficients were fitted, on the other folds only. When that
-whole procedure is no better on those folds (mean squared relative error) than the reduced model fitted on the
-same folds, the reduced model is written and its held-out figures are reported (the one choice made on the
-held-out figures themselves). Plain ``scale * table sum + offset``
+Held-out figures are nested: every fold is predicted by a constrained model whose ridge strengths were
+chosen, and whose coefficients were fitted, on the other folds only; plain ``scale * table sum + offset``
 (what `hwnas validate` fits) is fitted on the same folds. The adapted table is the source table with each block
 scaled by its coefficient and a calibration ``1 * sum + offset``, so `LookupTable.predict`,
 ``predict_indices`` and ``expected`` (and so every search) use it unchanged.
@@ -62,10 +59,6 @@ from hwnas.tables.measured import Measurements, measurements_from_frame, read_me
 from hwnas.tables.table import Calibration, LookupTable, Record
 
 MODEL = "ridge-op-stage-block-macs"
-#: why the reduced model was written (``reduced_because`` in the header)
-REDUCED_WITHIN = "the whole model did not beat it by one standard error in cross-validation"
-REDUCED_NESTED = ("the whole model, its ridge strengths and choice made inside every fold, was no better in "
-                  "nested cross-validation")
 
 __all__ = ["FLOOR", "LEVELS", "MIN_NETWORKS", "MIN_PER_FOLD", "MODEL", "RIDGE_GRID", "Adaptation", "Blocks",
            "Measurements", "adapt_table", "check_output", "measurements_from_frame", "read_measurements", "stage_of"]
@@ -159,14 +152,10 @@ class Adaptation:
     adapted_cv_ms: np.ndarray  # each network predicted by the model fitted on the other folds
     baseline_cv_ms: np.ndarray
     ridge: dict[str, float]  # strength per level of LEVELS, chosen on all the measurements
-    reduced_because: str | None  # why the reduced model (source times one scale plus an offset) was written
+    reduced: bool  # the reduced model (source times one scale plus an offset) was chosen on all the measurements
     reduced_in: int  # held-out folds whose model was the reduced one
     folds: int  # folds used: as asked, or the number of networks (leave-one-out) when there are few
     scheme: str  # "5-fold" or "leave-one-out"
-
-    @property
-    def reduced(self) -> bool:
-        return self.reduced_because is not None
 
     @property
     def info(self) -> dict:
@@ -220,15 +209,10 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
     y = measurements.latency_ms
     rng = np.random.default_rng(seed)
     with one_blas_thread():
-        cv = held_out(x, y, all_levels, g, small, used, rng)
+        parts, adapted_cv, reduced_in = held_out(x, y, all_levels, g, small, used, rng)
         choice = choose(x, y, all_levels, g, small, used, rng)
-        # the whole procedure, judged on the same folds, must also beat the reduced model it could fall back to
-        nested = not choice.reduced and cv.loss(y, "chosen") >= cv.loss(y, "reduced")
-        choice = replace(choice, reduced=choice.reduced or nested)
         beta = fit_choice(x, y, all_levels, g, small, choice)
-    ridge, parts = choice.ridge, cv.folds
-    adapted_cv, reduced_in = (cv.reduced, used) if nested else (cv.chosen, cv.reduced_in)
-    because = (REDUCED_NESTED if nested else REDUCED_WITHIN if choice.reduced else None)
+    ridge = choice.ridge
     baseline_cv = np.empty(n)
     for test in parts:
         train = np.setdiff1d(np.arange(n), test)
@@ -247,7 +231,7 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
         max(float(beta[0]), 0.0)
     adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices[:2], others @ prices[2:], scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
-                        dict(zip(LEVELS, ridge)), because, reduced_in, used, scheme(used, n))
+                        dict(zip(LEVELS, ridge)), choice.reduced, reduced_in, used, scheme(used, n))
     group_level = (m * (levels != LEVELS.index("block"))) @ theta  # s + u + v + w, without the block's own z
     groups = []
     for label in blocks.groups():
@@ -279,12 +263,11 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                          f">= 0; or, when it does not beat it by one standard error in cross-validation, the reduced "
                          f"model: intercept + scale * table latency (every other parameter 0), the cheapest network "
                          f"of the space predicted at >= {FLOOR} times its scaled sum",
-                  "reduced": choice.reduced, "reduced_because": because, "scale": scale, "intercept_ms": intercept, "ridge": result.ridge,
+                  "reduced": choice.reduced, "scale": scale, "intercept_ms": intercept, "ridge": result.ridge,
                   "ridge_grid": list(RIDGE_GRID),
                   "folds": used, "folds_asked": folds, "scheme": result.scheme, "seed": seed,
                   "floor": FLOOR, "at_floor": int(np.sum(coefficients <= FLOOR * (1 + 1e-9))), "groups": groups},
         "cross_validated": {"folds": used, "scheme": result.scheme, "reduced_in_folds": reduced_in,
-                            "squared_relative_error": {"whole": cv.loss(y, "chosen"), "reduced": cv.loss(y, "reduced")},
                             "adapted": _known(result.adapted.to_dict()),  # tau of constants: null
                             "scale_offset": _known(result.baseline.to_dict())},
     }

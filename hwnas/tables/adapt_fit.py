@@ -34,7 +34,7 @@ space is predicted at no less than FLOOR times its scaled block sum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -255,31 +255,15 @@ def choose(x: np.ndarray, y: np.ndarray, levels: np.ndarray, g: Bounds, small: B
 
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    """Each network predicted by models fitted on the other folds only: ``chosen`` by the whole procedure (ridge
-    strengths and the reduced-or-whole choice made on those folds too), ``reduced`` by the reduced model."""
-
-    folds: list[np.ndarray]
-    chosen: np.ndarray
-    reduced: np.ndarray
-    reduced_in: int  # folds where the procedure chose the reduced model
-
-    def loss(self, y: np.ndarray, which: str) -> float:
-        """Mean squared relative error of ``chosen`` or ``reduced``."""
-        return float(np.mean(((getattr(self, which) - y) / y) ** 2))
-
-
 def held_out(x: np.ndarray, y: np.ndarray, levels: np.ndarray, g: Bounds, small: Bounds, k: int,
-             rng: np.random.Generator) -> HeldOut:
-    """Nested cross-validation of the procedure (`choose`, then `fit_choice`) and of the reduced model alone, on
-    the same ``k`` folds."""
+             rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """(the folds, each network's prediction by the constrained model whose ridge strengths were chosen, and
+    whose coefficients were fitted, on the other folds only)."""
     n = len(y)
-    chosen, reduced, folds, reduced_in = np.empty(n), np.empty(n), split(n, k, rng), 0
+    out, folds, reduced_in = np.empty(n), split(n, k, rng), 0
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)
         choice = choose(x[train], y[train], levels, g, small, k, rng)
-        chosen[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, choice)
-        reduced[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, replace(choice, reduced=True))
+        out[test] = x[test] @ fit_choice(x[train], y[train], levels, g, small, choice)
         reduced_in += choice.reduced
-    return HeldOut(folds, chosen, reduced, reduced_in)
+    return folds, out, reduced_in

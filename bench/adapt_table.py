@@ -12,7 +12,9 @@ For each count the measured networks are adapted (cross-validated figures, as th
 k-fold, leave-one-out below 5 networks per fold), and the adapted table and scale + offset fitted on all of
 them are judged on --fresh other networks measured the same way ("fresh"): Kendall tau and share within ±5 %, side by side; and the same figures
 against the noise-free truth, which bound what a perfect predictor would score against noisy measurements
-(the mean over seeds also gives Spearman's rho against the truth, the figure HELP reports).
+(the mean over seeds also gives Spearman's rho against the truth, the figure HELP reports). The ridge
+column gives the strengths chosen, "R" when the reduced model (the table times one scale plus an offset) was
+written, and in how many of the held-out folds it was chosen.
 
     python bench/adapt_table.py                                   # fbnet cifar10 width 0.25, synthetic target
     python bench/adapt_table.py --table fbnet-cpu.jsonl --target fbnet-ort.jsonl

@@ -223,7 +223,8 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
                                              f"{info['measurements']['rows']} rows)",
              "model": info["model"]["name"] + (
                  ", reduced to the table times one scale plus an offset (the whole model did not beat it by one "
-                 "standard error in cross-validation)" if result.reduced else ""), "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
+                 "standard error in cross-validation)" if result.reduced else ""),
+             "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
              "coefficients": f"{min(coefficients):.4g}..{max(coefficients):.4g} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
              "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),

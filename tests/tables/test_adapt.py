@@ -628,8 +628,8 @@ def test_choose_takes_the_reduced_model_only_within_one_standard_error(tmp_path)
 
 def test_the_reduced_model_may_have_a_negative_offset_but_no_negative_prediction(tmp_path):
     """A target faster than the host by a fixed amount (2 x the host's block sum minus more than the cheapest
-    network's, less than any measured one's): the reduced fit takes a negative intercept down to its bound, where the cheapest network of the
-    space is predicted at FLOOR times its scaled block sum, not below; the written table loads everywhere."""
+    network's, less than any measured one's): the reduced fit takes a negative intercept down to its bound, where
+    the cheapest network of the space is predicted at FLOOR times its scaled block sum, not below."""
     from hwnas.tables.adapt import _adapted
     from hwnas.tables.adapt_fit import Choice, fit_choice, reduced_bounds
 

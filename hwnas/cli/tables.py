@@ -227,13 +227,15 @@ def adapt(path: Path, measured: Path, output: Path, folds: int, seed: int, also_
              "groups": f"{len(groups)} (op, stage), {len(coefficients)} blocks",
              "coefficients": f"{min(coefficients):.4g}..{max(coefficients):.4g} ({info['model']['at_floor']} at the "
                              f"floor {info['model']['floor']:g})",
-             "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()),
+             "ridge": ", ".join(f"{level} {value:g}" for level, value in result.ridge.items()) + (
+                 " (chosen, but not used: the reduced model has no deviations to shrink)" if result.reduced else ""),
              **({"also": ", ".join(f"{o['device']} ({p}) at {o['price']:.3g} ms per ms" for o, p in
                                    zip(info["model"]["also"], also_paths))} if also_paths else {}),
              "offset_ms": round(result.table.calibration.offset_ms, 4),
              "held_out": f"{result.scheme} cross-validation ({result.folds} folds)" + (
                  f", fewer than 5 networks per fold for --folds {folds}" if result.folds != folds else "") + (
-                 f"; the reduced model in {result.reduced_in} of them" if result.reduced_in else "")}
+                 f"; the figures are the whole procedure's, which chose the reduced model in {result.reduced_in} of "
+                 f"them" if result.reduced_in else "")}
     if fmt == "json":  # the same figures as numbers
         extra.update(measured=str(measured), networks=info["measurements"]["networks"],
                      measured_rows=info["measurements"]["rows"], groups=len(groups), blocks=len(coefficients),

@@ -604,7 +604,8 @@ def test_ten_networks_of_a_scaled_source_write_the_reduced_model(tmp_path):
     assert Errors.of(loaded.predict_indices(fresh), truth(fresh)).mean_abs_pct < 3
     text = run("table", "adapt", host_path, measured, "-o", tmp_path / "again.jsonl")
     assert "reduced to the table times one scale plus an offset" in text.output
-    assert f"the reduced model in {info['cross_validated']['reduced_in_folds']} of them" in text.output
+    assert f"which chose the reduced model in {info['cross_validated']['reduced_in_folds']} of them" in text.output
+    assert "(chosen, but not used: the reduced model has no deviations to shrink)" in text.output
     assert "ridge-op-stage-block-macs reduced to scale + offset" in run("table", "show", out).output
 
 

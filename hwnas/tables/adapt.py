@@ -227,8 +227,8 @@ def adapt_table(table: LookupTable, measurements: Measurements, *, folds: int = 
                         f"by {-slack.min():.6g}")
     # the constrained optimum meets its bounds up to rounding (~1e-16): those are the bounds
     coefficients, scale = np.maximum(coefficients, FLOOR), max(float(theta[0]), FLOOR)
-    intercept = max(float(beta[0]), -(1.0 - FLOOR) * scale * float(small[0][0, 1])) if choice.reduced else \
-        max(float(beta[0]), 0.0)
+    # (the reduced model's: intercept >= -small[0][0, 1] * scale, the cheapest network at FLOOR times its scaled sum)
+    intercept = max(float(beta[0]), -float(small[0][0, 1]) * scale if choice.reduced else 0.0)
     adapted = _adapted(table, blocks, coefficients, blocks.macs @ prices[:2], others @ prices[2:], scale, intercept, n)
     result = Adaptation(adapted, Errors.of(adapted_cv, y), Errors.of(baseline_cv, y), y, adapted_cv, baseline_cv,
                         dict(zip(LEVELS, ridge)), choice.reduced, reduced_in, used, scheme(used, n))

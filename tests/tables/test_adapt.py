@@ -651,3 +651,28 @@ def test_the_reduced_model_may_have_a_negative_offset_but_no_negative_prediction
     table = _adapted(host, blocks, np.full(len(blocks.keys), beta[1]), np.zeros(len(blocks.keys)), np.zeros(0),
                      float(beta[1]), float(beta[0]), 12)
     assert table.minimum_latency() == pytest.approx(FLOOR * beta[1] * lowest, rel=1e-6) and table.minimum_latency() > 0
+
+
+def test_adapt_writes_the_reduced_models_negative_offset_at_its_bound(tmp_path, monkeypatch):
+    """The same target through `adapt_table` with the reduced model chosen: the table written predicts the
+    cheapest network of the space at FLOOR times its scaled block sum, the bound itself (no further clip)."""
+    import hwnas.tables.adapt as adapt_module
+    import hwnas.tables.adapt_fit as fit_module
+    from hwnas.tables.adapt_fit import Choice
+
+    def reduced(*args, **kwargs):
+        return Choice((1.0,) * 4, True, 0.0, 0.0)
+
+    monkeypatch.setattr(fit_module, "choose", reduced)
+    monkeypatch.setattr(adapt_module, "choose", reduced)
+    _, measured, host, _ = small_target(tmp_path, 12, factor=dict.fromkeys(REORDER, 1.0), noise=0.0)
+    blocks = Blocks.of(host)
+    lowest = sum(float(lat.min()) for lat in blocks.layer_latency)
+    searchable = blocks.features(np.array([SMALL.indices(a) for a in read_measurements(measured, SMALL).archs]))
+    frame = pd.DataFrame({"arch": read_measurements(measured, SMALL).archs,
+                          "latency_ms": 2 * (searchable.sum(axis=1) - lowest - 0.5 * (searchable.sum(axis=1).min()
+                                                                                      - lowest))})
+    result = adapt_table(host, measurements_from_frame(frame, SMALL))
+    scale = result.info["model"]["scale"]
+    assert result.reduced and result.info["model"]["intercept_ms"] < 0
+    assert result.table.minimum_latency() == pytest.approx(FLOOR * scale * lowest, rel=1e-6)
